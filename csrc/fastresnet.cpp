@@ -1,0 +1,44 @@
+// The compiled extension's entry point: fastresnet._C.
+//
+// For now it carries build information only; the C++ CPU and CUDA kernels register
+// themselves with TORCH_LIBRARY_IMPL(fastresnet, CPU|CUDA) in their own files and add
+// their names to kernel_names() below, which is how the Python side knows they exist.
+#include <torch/extension.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+std::vector<std::string> kernel_names() { return {}; }
+
+py::dict build_info() {
+  py::dict info;
+  info["torch_version"] = TORCH_VERSION;
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  info["avx2_fma"] = true;
+#else
+  info["avx2_fma"] = false;
+#endif
+#if defined(_OPENMP)
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+  info["kernels"] = kernel_names();
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "fastresnet compiled kernels";
+  m.def("build_info", &build_info, "How this extension was built and which kernels it holds.");
+}

@@ -1,0 +1,86 @@
+"""optimize(): check the model, fold and swap on a copy, and pick the backend."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from .backends import select_backend
+from .explain import INFO_ATTRIBUTE, OptimizationInfo
+from .rewrite import Rewriter
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_DTYPE_NAMES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}  # fmt: skip
+
+
+def optimize(
+    model: nn.Module,
+    backend: str = "auto",
+    dtype: torch.dtype | str | None = None,
+    inplace: bool = False,
+) -> nn.Module:
+    """Fold every BatchNorm into its conv and swap ResNet patterns for fused kernels.
+
+    Args:
+        model: an eval-mode torchvision ResNet, or any model containing ResNet blocks.
+        backend: "auto" (the best that can run on the model's device, or the one named by
+            FASTRESNET_BACKEND) or a name from ``available_backends()``.
+        dtype: float32, float16 or bfloat16; default: the model's own floating dtype.
+            Folding is computed in float64 and cast once.
+        inplace: rewrite ``model`` itself; by default it is copied and left untouched.
+
+    Returns the optimized module; ``fastresnet.explain()`` says what was done to it.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"optimize() expects a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(getattr(model, INFO_ATTRIBUTE, None), OptimizationInfo):
+        raise ValueError("this model was already optimized by fastresnet; optimize the original model instead")
+    training = [name or "(model)" for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(
+            "optimize() folds BatchNorm into the convolutions using the running statistics, "
+            "which needs an inference model: call model.eval() first "
+            f"({len(training)} modules are in training mode, e.g. {', '.join(training[:3])})"
+        )
+    device = _model_device(model)
+    dtype = _resolve_dtype(dtype, model)
+    chosen, notes = select_backend(backend, device)
+    target = model if inplace else copy.deepcopy(model)
+    with torch.no_grad():
+        optimized, fused, eager = Rewriter(target, chosen.ops(), chosen.name, dtype).run()
+        optimized.to(dtype)
+    if not fused:
+        warnings.warn(
+            "fastresnet.optimize(): nothing in this model was recognised, so it runs eagerly; "
+            "fastresnet.explain() says why",
+            stacklevel=2,
+        )
+    setattr(optimized, INFO_ATTRIBUTE, OptimizationInfo(chosen.name, dtype, device, fused, eager, notes))
+    return optimized
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    devices = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if len(devices) > 1:
+        raise ValueError(
+            f"optimize() expects a model on one device, got tensors on {sorted(str(d) for d in devices)}"
+        )
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, model: nn.Module) -> torch.dtype:
+    if dtype is None:
+        floating = [p.dtype for p in model.parameters() if p.is_floating_point()]
+        return floating[0] if floating and floating[0] in SUPPORTED_DTYPES else torch.float32
+    resolved = _DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
+    if resolved not in SUPPORTED_DTYPES:
+        valid = ", ".join(str(d).replace("torch.", "") for d in SUPPORTED_DTYPES)
+        raise ValueError(f"unsupported dtype {dtype!r}; valid dtypes are {valid}")
+    return resolved

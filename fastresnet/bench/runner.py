@@ -1,0 +1,66 @@
+"""Time several candidates interleaved, so that machine noise hits them all alike.
+
+Each round runs every candidate once, in an order rotated from round to round; a slow
+spell on a shared machine then widens every candidate's spread instead of biasing one
+candidate's median. Report medians with p20/p80, and ratios of medians from one run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Samples:
+    seconds: tuple[float, ...]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.seconds)
+        position = q * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    @property
+    def p20(self) -> float:
+        return self.quantile(0.2)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def p80(self) -> float:
+        return self.quantile(0.8)
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def measure_interleaved(
+    candidates: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3
+) -> dict[str, Samples]:
+    """Call each candidate ``warmup`` times, then time ``rounds`` interleaved rounds."""
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"expected rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+    names = list(candidates)
+    for name in names:
+        for _ in range(warmup):
+            candidates[name]()
+    _synchronize()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            candidates[name]()
+            _synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: Samples(tuple(t)) for name, t in times.items()}

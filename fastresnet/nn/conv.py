@@ -1,0 +1,69 @@
+"""FusedConv2d: a BN-folded convolution with bias, optional residual and ReLU in one op."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..ops import checks
+from .op_holder import OpHolder
+
+
+class FusedConv2d(OpHolder):
+    """``act(conv2d(x, weight) + bias (+ residual))`` through one backend op.
+
+    Inference only: the folded weight and bias are buffers, not parameters.
+    ``entry_name`` is set on the model's first fused conv so that a wrong input is reported
+    in terms of the model ("expected 3 input channels") before any kernel runs.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        *,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        groups: int,
+        relu: bool,
+        op: Callable,
+        backend: str,
+    ) -> None:
+        super().__init__(op, backend)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
+        self.groups = groups
+        self.relu = relu
+        self.entry_name: str | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.entry_name is not None:
+            checks.check_activation(
+                f"optimized model input (first fused layer {self.entry_name!r})",
+                x,
+                dtype=self.weight.dtype,
+                device=self.weight.device,
+                channels=self.in_channels,
+            )
+        return self.op(
+            x, self.weight, self.bias, residual, self.stride, self.padding, self.dilation, self.groups, self.relu
+        )
+
+    def extra_repr(self) -> str:
+        c_out, _, kh, kw = self.weight.shape
+        return (
+            f"{self.in_channels}, {c_out}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"relu={self.relu}, backend={self.backend!r}, dtype={self.weight.dtype}"
+        )

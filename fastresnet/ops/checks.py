@@ -1,0 +1,159 @@
+"""Argument checks for the fused ops: clear errors raised before any kernel runs.
+
+Shared by the fake implementations (so torch.compile and torch.export report the same
+errors) and by the kernels themselves. Each message names what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def _shape(t: torch.Tensor) -> tuple:
+    return tuple(t.shape)
+
+
+def check_activation(
+    where: str,
+    x: torch.Tensor,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+    channels: int | None = None,
+) -> None:
+    """An (N, C, H, W) floating tensor of ``dtype`` on ``device`` with ``channels`` channels."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(
+            f"{where}: expected a 4-D input (N, C, H, W), got a {x.dim()}-D tensor of shape {_shape(x)}"
+        )
+    if x.dtype != dtype:
+        raise TypeError(f"{where}: expected dtype {dtype}, got {x.dtype}")
+    if x.device.type != device.type or (
+        device.index is not None and x.device.index is not None and x.device.index != device.index
+    ):
+        raise ValueError(f"{where}: expected a tensor on device {device}, got one on {x.device}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{where}: expected {channels} input channels, shape (N, {channels}, H, W); "
+            f"got shape {_shape(x)}"
+        )
+
+
+def conv2d_output_size(size, kernel: int, stride: int, padding: int, dilation: int):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool2d_output_size(size, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool):
+    """As ATen's pooling_output_shape: with ceil_mode the last window must start inside."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out = out - 1
+    return out
+
+
+def _pair(where: str, name: str, value: Sequence[int], minimum: int) -> None:
+    if len(value) != 2 or any(v < minimum for v in value):
+        raise ValueError(f"{where}: expected {name} as two integers >= {minimum}, got {list(value)}")
+
+
+def _spatial_output(where: str, x: torch.Tensor, out_h, out_w) -> None:
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(
+            f"{where}: input of spatial size {_shape(x)[2:]} is too small, the output would be "
+            f"{out_h}x{out_w}"
+        )
+
+
+def check_conv2d_args(
+    where: str,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> tuple:
+    """Validate a conv2d_bias_act call and return its output shape."""
+    if weight.dim() != 4:
+        raise ValueError(f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape {_shape(weight)}")
+    c_out, c_in_per_group, kh, kw = weight.shape
+    if groups < 1 or c_out % groups != 0:
+        raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
+    check_activation(where, input, dtype=weight.dtype, device=weight.device, channels=c_in_per_group * groups)
+    if _shape(bias) != (c_out,) or bias.dtype != weight.dtype or bias.device != weight.device:
+        raise ValueError(
+            f"{where}: expected a bias of shape ({c_out},), dtype {weight.dtype} on {weight.device}; "
+            f"got shape {_shape(bias)}, dtype {bias.dtype} on {bias.device}"
+        )
+    _pair(where, "stride", stride, 1)
+    _pair(where, "padding", padding, 0)
+    _pair(where, "dilation", dilation, 1)
+    out_h = conv2d_output_size(input.shape[2], kh, stride[0], padding[0], dilation[0])
+    out_w = conv2d_output_size(input.shape[3], kw, stride[1], padding[1], dilation[1])
+    _spatial_output(where, input, out_h, out_w)
+    out_shape = (input.shape[0], c_out, out_h, out_w)
+    if residual is not None:
+        check_residual(where, residual, out_shape, input)
+    return out_shape
+
+
+def check_residual(where: str, residual: torch.Tensor, out_shape: tuple, input: torch.Tensor) -> None:
+    if _shape(residual) != tuple(out_shape):
+        raise ValueError(
+            f"{where}: expected a residual of the output's shape {tuple(out_shape)}, got {_shape(residual)}"
+        )
+    if residual.dtype != input.dtype or residual.device != input.device:
+        raise TypeError(
+            f"{where}: expected a residual of dtype {input.dtype} on {input.device}, "
+            f"got {residual.dtype} on {residual.device}"
+        )
+
+
+def check_add_relu_args(where: str, input: torch.Tensor, residual: torch.Tensor) -> None:
+    check_activation(where, input, dtype=input.dtype, device=input.device)
+    if not input.is_floating_point():
+        raise TypeError(f"{where}: expected a floating-point input, got {input.dtype}")
+    check_residual(where, residual, _shape(input), input)
+
+
+def check_max_pool2d_args(
+    where: str,
+    input: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple:
+    """Validate a max_pool2d call and return its output shape."""
+    check_activation(where, input, dtype=input.dtype, device=input.device)
+    if not input.is_floating_point():
+        raise TypeError(f"{where}: expected a floating-point input, got {input.dtype}")
+    _pair(where, "kernel_size", kernel_size, 1)
+    _pair(where, "stride", stride, 1)
+    _pair(where, "padding", padding, 0)
+    _pair(where, "dilation", dilation, 1)
+    if any(2 * p > k for p, k in zip(padding, kernel_size)):
+        raise ValueError(
+            f"{where}: padding {list(padding)} must be at most half of kernel_size {list(kernel_size)}"
+        )
+    out_h = pool2d_output_size(input.shape[2], kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    out_w = pool2d_output_size(input.shape[3], kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    _spatial_output(where, input, out_h, out_w)
+    return (input.shape[0], input.shape[1], out_h, out_w)
+
+
+def check_global_avg_pool_args(where: str, input: torch.Tensor) -> tuple:
+    """Validate a global_avg_pool call and return its output shape (N, C)."""
+    check_activation(where, input, dtype=input.dtype, device=input.device)
+    if not input.is_floating_point():
+        raise TypeError(f"{where}: expected a floating-point input, got {input.dtype}")
+    if input.shape[2] == 0 or input.shape[3] == 0:
+        raise ValueError(f"{where}: expected a non-empty H x W plane, got shape {_shape(input)}")
+    return (input.shape[0], input.shape[1])

@@ -1,0 +1,60 @@
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from fastresnet.testing import set_realistic_batchnorm_
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def calibrated(model: nn.Module, image_size: int = 64, seed: int = 0) -> nn.Module:
+    """``model`` in eval mode with non-trivial BN statistics measured on random images."""
+    inputs = torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed + 1))
+    return set_realistic_batchnorm_(model, inputs, seed=seed).eval()
+
+
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d by a FrozenBatchNorm2d holding the same statistics."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key))
+            setattr(model, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return model
+
+
+def snapshot(model: nn.Module) -> tuple:
+    """Everything that optimize() must not change in the user's model."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    structure = [(name, type(m)) for name, m in model.named_modules()]
+    return state, structure, model.training
+
+
+def assert_unchanged(model: nn.Module, before: tuple) -> None:
+    state, structure, training = snapshot(model)
+    assert structure == before[1]
+    assert training == before[2]
+    assert state.keys() == before[0].keys()
+    for key in state:
+        assert torch.equal(state[key], before[0][key]), key
+
+
+def double_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).double()
+
+
+@pytest.fixture
+def tiny_resnet():
+    """A one-block-per-stage ResNet: every pattern of resnet18, fast to run and compile."""
+    model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
+    return calibrated(model, image_size=32)

@@ -1,0 +1,164 @@
+"""optimize(): its arguments, bad inputs to the optimized model, and edge cases."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import fastresnet
+from fastresnet.nn import FusedConv2d
+
+
+@pytest.fixture
+def fast(tiny_resnet):
+    return fastresnet.optimize(tiny_resnet)
+
+
+def test_training_mode_is_refused(tiny_resnet):
+    tiny_resnet.train()
+    with pytest.raises(ValueError, match=r"call model\.eval\(\) first"):
+        fastresnet.optimize(tiny_resnet)
+    tiny_resnet.eval()
+    tiny_resnet.layer2[0].bn1.train()
+    with pytest.raises(ValueError, match=r"layer2\.0\.bn1"):
+        fastresnet.optimize(tiny_resnet)
+
+
+@pytest.mark.parametrize(
+    "x,error,message",
+    [
+        (torch.randn(2, 4, 32, 32), ValueError, r"expected 3 input channels, shape \(N, 3, H, W\); got shape \(2, 4, 32, 32\)"),
+        (torch.randn(3, 32, 32), ValueError, r"expected a 4-D input \(N, C, H, W\), got a 3-D tensor"),
+        (torch.randn(1, 1, 3, 32, 32), ValueError, "got a 5-D tensor"),
+        (torch.ones(2, 3, 32, 32, dtype=torch.int64), TypeError, "expected dtype torch.float32, got torch.int64"),
+        (torch.randn(2, 3, 32, 32, dtype=torch.float64), TypeError, "expected dtype torch.float32, got torch.float64"),
+        (torch.randn(2, 3, 32, 32, device="meta"), ValueError, "expected a tensor on device cpu, got one on meta"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(fast, x, error, message):
+    with pytest.raises(error, match=message) as info:
+        fast(x)
+    assert "optimized model input (first fused layer 'conv1')" in str(info.value)
+
+
+def test_half_model_rejects_float_input(tiny_resnet):
+    fast = fastresnet.optimize(tiny_resnet, dtype=torch.float16)
+    with pytest.raises(TypeError, match="expected dtype torch.float16, got torch.float32"):
+        fast(torch.randn(1, 3, 32, 32))
+
+
+def test_batch_zero_returns_an_empty_output(fast):
+    with torch.no_grad():
+        out = fast(torch.empty(0, 3, 32, 32))
+    assert out.shape == (0, 10)
+
+
+def test_channels_last_and_non_contiguous_inputs_match_contiguous(tiny_resnet, fast):
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = fast(x.contiguous())
+        torch.testing.assert_close(fast(x.to(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-5)
+        strided = x[:, :, ::2, ::2]
+        assert not strided.is_contiguous()
+        torch.testing.assert_close(fast(strided), fast(strided.contiguous()), atol=1e-5, rtol=1e-5)
+        transposed = x.transpose(2, 3)
+        torch.testing.assert_close(fast(transposed), tiny_resnet(transposed), atol=1e-4, rtol=1e-4)
+
+
+def test_nan_and_inf_propagate_as_in_eager(tiny_resnet, fast):
+    x = torch.randn(4, 3, 32, 32)
+    x[1, 0, 5, 5] = float("nan")
+    x[2, 1, 7, 7] = float("inf")
+    with torch.no_grad():
+        eager, fused = tiny_resnet(x), fast(x)
+    assert torch.equal(eager.isnan(), fused.isnan())
+    assert torch.equal(eager.isinf(), fused.isinf())
+    assert fused[1].isnan().all()
+    finite = ~eager.isnan().any(1) & ~eager.isinf().any(1)
+    assert finite.sum() == 2
+    torch.testing.assert_close(fused[finite], eager[finite], atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'; valid backends are 'auto', 'cpp', 'reference'"):
+        fastresnet.optimize(tiny_resnet, backend="tensorrt")
+
+
+def test_unavailable_backend_raises_with_its_reasons(tiny_resnet):
+    with pytest.raises(RuntimeError, match=r"backend 'cpp' cannot run on cpu: .*no fused kernels for cpu"):
+        fastresnet.optimize(tiny_resnet, backend="cpp")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int8, "float8"])
+def test_unsupported_dtype_lists_the_valid_ones(tiny_resnet, dtype):
+    with pytest.raises(ValueError, match="valid dtypes are float32, float16, bfloat16"):
+        fastresnet.optimize(tiny_resnet, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype,expected", [("bf16", torch.bfloat16), ("half", torch.float16), (None, torch.float32)])
+def test_dtype_names_and_default(tiny_resnet, dtype, expected):
+    fast = fastresnet.optimize(tiny_resnet, dtype=dtype)
+    assert fast.conv1.weight.dtype == expected
+    assert fast.fc.weight.dtype == expected  # eager leftovers are cast too
+    assert fastresnet.explain(fast).info.dtype == expected
+
+
+def test_default_dtype_follows_a_half_model(tiny_resnet):
+    fast = fastresnet.optimize(tiny_resnet.half())
+    assert fast.conv1.weight.dtype == torch.float16
+
+
+def test_not_a_module_and_already_optimized(fast):
+    with pytest.raises(TypeError, match="expects a torch.nn.Module, got function"):
+        fastresnet.optimize(lambda x: x)
+    with pytest.raises(ValueError, match="already optimized"):
+        fastresnet.optimize(fast)
+
+
+def test_model_on_several_devices_is_refused(tiny_resnet):
+    tiny_resnet.fc.to("meta")
+    with pytest.raises(ValueError, match="expects a model on one device"):
+        fastresnet.optimize(tiny_resnet)
+
+
+def test_optimized_model_holds_buffers_not_parameters(fast):
+    assert list(fast.conv1.parameters()) == []
+    assert {"weight", "bias"} <= dict(fast.conv1.named_buffers()).keys()
+    state = fast.state_dict()
+    clone = copy.deepcopy(fast)
+    clone.load_state_dict(state)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(clone(x), fast(x))
+
+
+def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
+    monkeypatch.setenv("FASTRESNET_BACKEND", "reference")
+    fast = fastresnet.optimize(tiny_resnet)
+    assert "backend chosen by FASTRESNET_BACKEND=reference" in fastresnet.explain(fast).info.notes
+    monkeypatch.setenv("FASTRESNET_BACKEND", "cpp")
+    with pytest.raises(RuntimeError, match="backend 'cpp' cannot run on cpu"):
+        fastresnet.optimize(tiny_resnet)
+    # An explicit argument wins over the environment.
+    assert fastresnet.optimize(tiny_resnet, backend="reference").conv1.backend == "reference"
+    monkeypatch.setenv("FASTRESNET_BACKEND", "nope")
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        fastresnet.optimize(tiny_resnet)
+
+
+def test_every_fused_conv_uses_the_chosen_backend(fast):
+    convs = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
+    assert convs and all(m.backend == "reference" for m in convs)
+    assert all(m.op._name == "fastresnet::reference_conv2d_bias_act" for m in convs)
+    assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in fast.modules())
+
+
+def test_save_and_load_a_whole_optimized_model(fast, tmp_path):
+    torch.save(fast, tmp_path / "fast.pt")
+    loaded = torch.load(tmp_path / "fast.pt", weights_only=False)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), fast(x))
+    assert loaded.conv1.op is fast.conv1.op
+    assert fastresnet.explain(loaded).info.backend == "reference"

@@ -1,0 +1,65 @@
+"""The backend registry, the compiled extension's status, and explain()."""
+
+import pytest
+import torch
+
+import fastresnet
+from fastresnet import _ext, backends
+
+
+def test_available_backends_lists_each_with_reasons():
+    statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
+    assert set(statuses) == {"reference", "cpp"}
+    assert statuses["reference"].available and statuses["reference"].reasons == ()
+    assert not statuses["cpp"].available
+    assert statuses["cpp"].reasons  # never unavailable without saying why
+    assert "cpp on cpu: unavailable: " in str(statuses["cpp"])
+    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp", "reference"]  # best first
+
+
+def test_unsupported_device_type_is_explained():
+    (reference,) = [s for s in fastresnet.available_backends("mps") if s.name == "reference"]
+    assert not reference.available
+    assert "device type 'mps' is not supported" in reference.reasons[0]
+
+
+def test_the_extension_is_built_and_reports_its_build():
+    # .ci/setup builds it; a failure to load is a failed install, not something to skip.
+    assert _ext.load_error() is None
+    info = _ext.build_info()
+    assert info["torch_version"] == torch.__version__.split("+")[0]
+    assert info["kernels"] == []
+
+
+def test_missing_extension_is_reported_and_auto_falls_back(monkeypatch, tiny_resnet):
+    monkeypatch.setattr(_ext, "_load", lambda: (None, "the compiled extension fastresnet._C could not be loaded (test)"))
+    statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
+    assert statuses["cpp"].reasons == ("the compiled extension fastresnet._C could not be loaded (test)",)
+    fast = fastresnet.optimize(tiny_resnet)
+    info = fastresnet.explain(fast).info
+    assert info.backend == "reference"
+    assert any("auto skipped cpp: the compiled extension fastresnet._C could not be loaded" in n for n in info.notes)
+
+
+def test_auto_with_no_backend_at_all_says_why():
+    with pytest.raises(RuntimeError, match="no fastresnet backend can run on mps"):
+        backends.select_backend("auto", torch.device("mps"))
+
+
+def test_explain_prints_a_per_layer_table(tiny_resnet):
+    fast = fastresnet.optimize(tiny_resnet)
+    text = str(fastresnet.explain(fast))
+    assert text.startswith("fastresnet: backend=reference, dtype=float32, device=cpu;")
+    assert "| conv1 " in text and "conv+bn+relu (stem)" in text
+    assert "layer2.0.conv2 + layer2.0.bn2 + add + layer2.0.relu" in text
+    assert "layer2.0.downsample.0 + layer2.0.downsample.1" in text
+    assert "| fc     | Linear | no fused kernel for Linear" in text
+    assert repr(fastresnet.explain(fast)) == text
+    info = fastresnet.explain(fast).info
+    # tiny ResNet: stem conv + maxpool + 4 blocks (2 convs each, 3 downsamples) + avgpool.
+    assert len(info.fused) == 1 + 1 + 8 + 3 + 1
+
+
+def test_explain_refuses_a_model_that_was_not_optimized(tiny_resnet):
+    with pytest.raises(ValueError, match="expects a model returned by fastresnet.optimize"):
+        fastresnet.explain(tiny_resnet)
