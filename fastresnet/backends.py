@@ -18,13 +18,19 @@ from . import _ext
 from .ops import FusedOps, backend_ops, define_backend_ops, reference
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
+ENV_DISABLE_TRITON = "FASTRESNET_DISABLE_TRITON"
 AUTO = "auto"
 
 
 class Backend:
     name: str
-    priority: int  # higher wins under `auto`
     description: str
+    # Keep activations channels_last (NHWC) through the network: the entry conv converts.
+    channels_last: bool = False
+
+    def priority(self, device: torch.device) -> int:
+        """Higher wins under `auto`."""
+        raise NotImplementedError
 
     def not_supported_reasons(self, device: torch.device) -> list[str]:
         raise NotImplementedError
@@ -32,11 +38,17 @@ class Backend:
     def ops(self) -> FusedOps:
         raise NotImplementedError
 
+    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """The folded conv weight in the layout this backend's kernels read fastest."""
+        return weight
+
 
 class ReferenceBackend(Backend):
     name = "reference"
-    priority = 0
     description = "plain PyTorch ops; the ground truth and the last fallback"
+
+    def priority(self, device: torch.device) -> int:
+        return 0
 
     def not_supported_reasons(self, device: torch.device) -> list[str]:
         if device.type not in ("cpu", "cuda"):
@@ -51,8 +63,10 @@ class CppBackend(Backend):
     """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas."""
 
     name = "cpp"
-    priority = 10
     description = "compiled C++ (CPU) and CUDA C++ kernels from the fastresnet._C extension"
+
+    def priority(self, device: torch.device) -> int:
+        return 10
 
     def not_supported_reasons(self, device: torch.device) -> list[str]:
         error = _ext.load_error()
@@ -68,7 +82,50 @@ class CppBackend(Backend):
         return backend_ops(self.name)
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (CppBackend(), ReferenceBackend())}
+class TritonBackend(Backend):
+    name = "triton"
+    description = "Triton kernels: implicit-GEMM conv with fused epilogue, pooling (CUDA; CPU under TRITON_INTERPRET=1)"
+    channels_last = True
+
+    def priority(self, device: torch.device) -> int:
+        # First on CUDA; on CPU the interpreter is for testing, so `auto` never picks it.
+        return 20 if device.type == "cuda" else -10
+
+    def not_supported_reasons(self, device: torch.device) -> list[str]:
+        reasons = []
+        if os.environ.get(ENV_DISABLE_TRITON) == "1":
+            reasons.append(f"disabled by {ENV_DISABLE_TRITON}=1")
+        try:
+            import triton  # noqa: F401
+        except ImportError as error:
+            reasons.append(f"triton cannot be imported ({error})")
+        interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+        if device.type == "cuda":
+            if interpreting:
+                reasons.append("TRITON_INTERPRET=1 makes Triton run on the CPU; unset it to run on CUDA")
+            elif not torch.cuda.is_available():
+                reasons.append("CUDA is not available")
+            elif torch.cuda.get_device_capability(device) < (8, 0):
+                capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
+                reasons.append(f"the kernels need compute capability 8.0 or newer, this GPU has {capability}")
+        elif device.type == "cpu":
+            if not interpreting:
+                reasons.append("on CPU tensors Triton runs only under its interpreter (TRITON_INTERPRET=1; slow, for tests)")
+        else:
+            reasons.append(f"device type {device.type!r} is not supported (cuda, or cpu under TRITON_INTERPRET=1)")
+        return reasons
+
+    def ops(self) -> FusedOps:
+        from .triton.register import register
+
+        return register()
+
+    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        # (C_out, KH, KW, C_in) in memory: each output channel's K axis is contiguous.
+        return weight.contiguous(memory_format=torch.channels_last)
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (TritonBackend(), CppBackend(), ReferenceBackend())}
 
 
 @dataclass(frozen=True)
@@ -96,10 +153,10 @@ def available_backends(device: torch.device | str | None = None) -> list[Backend
     available, else cpu) and, if not, why."""
     dev = _device(device)
     statuses = []
-    for backend in sorted(BACKENDS.values(), key=lambda b: -b.priority):
+    for backend in _by_priority(dev):
         reasons = tuple(backend.not_supported_reasons(dev))
         statuses.append(
-            BackendStatus(backend.name, str(dev), not reasons, reasons, backend.priority, backend.description)
+            BackendStatus(backend.name, str(dev), not reasons, reasons, backend.priority(dev), backend.description)
         )
     return statuses
 
@@ -113,7 +170,7 @@ def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[
         requested = os.environ[ENV_BACKEND]
         notes.append(f"backend chosen by {ENV_BACKEND}={requested}")
     if requested == AUTO:
-        for backend in sorted(BACKENDS.values(), key=lambda b: -b.priority):
+        for backend in _by_priority(device):
             reasons = backend.not_supported_reasons(device)
             if not reasons:
                 return backend, notes
@@ -126,6 +183,10 @@ def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[
     if reasons:
         raise RuntimeError(f"backend {requested!r} cannot run on {device}: " + "; ".join(reasons))
     return backend, notes
+
+
+def _by_priority(device: torch.device) -> list[Backend]:
+    return sorted(BACKENDS.values(), key=lambda b: -b.priority(device))
 
 
 def _valid_names() -> str:

@@ -1,7 +1,13 @@
 import copy
+import os
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # No GPU: the Triton kernels are tested through Triton's interpreter, on CPU tensors.
+    # Set before anything imports them: triton.jit reads it when a kernel is defined.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d

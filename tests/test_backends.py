@@ -9,12 +9,12 @@ from fastresnet import _ext, backends
 
 def test_available_backends_lists_each_with_reasons():
     statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
-    assert set(statuses) == {"reference", "cpp"}
+    assert set(statuses) == {"reference", "cpp", "triton"}
     assert statuses["reference"].available and statuses["reference"].reasons == ()
     assert not statuses["cpp"].available
     assert statuses["cpp"].reasons  # never unavailable without saying why
     assert "cpp on cpu: unavailable: " in str(statuses["cpp"])
-    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp", "reference"]  # best first
+    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp", "reference", "triton"]  # best first
 
 
 def test_unsupported_device_type_is_explained():

@@ -15,7 +15,9 @@ class FusedConv2d(OpHolder):
 
     Inference only: the folded weight and bias are buffers, not parameters.
     ``entry_name`` is set on the model's first fused conv so that a wrong input is reported
-    in terms of the model ("expected 3 input channels") before any kernel runs.
+    in terms of the model ("expected 3 input channels") before any kernel runs;
+    ``entry_channels_last`` makes it convert the input to channels_last once, for backends
+    that keep NHWC activations through the network.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class FusedConv2d(OpHolder):
         self.groups = groups
         self.relu = relu
         self.entry_name: str | None = None
+        self.entry_channels_last = False
 
     @property
     def in_channels(self) -> int:
@@ -56,6 +59,8 @@ class FusedConv2d(OpHolder):
                 device=self.weight.device,
                 channels=self.in_channels,
             )
+            if self.entry_channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
         return self.op(
             x, self.weight, self.bias, residual, self.stride, self.padding, self.dilation, self.groups, self.relu
         )

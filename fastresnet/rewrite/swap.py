@@ -23,7 +23,6 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..explain import EagerRow, FusedRow
 from ..nn import FUSED_MODULES, FusedAddReLU, FusedConv2d, FusedGlobalAvgPool2d, FusedMaxPool2d, FusedResidualBlock
-from ..ops import FusedOps
 from . import patterns
 from .fold_bn import NotFoldable, batchnorm_statistics, fold_conv_bn, is_batchnorm
 from .patterns import ConvUnit, Mismatch
@@ -41,10 +40,10 @@ def _op_name(op) -> str:
 
 
 class Rewriter:
-    def __init__(self, root: nn.Module, ops: FusedOps, backend: str, dtype: torch.dtype):
+    def __init__(self, root: nn.Module, backend, dtype: torch.dtype):
         self.root = root
-        self.ops = ops
-        self.backend = backend
+        self.backend = backend  # a backends.Backend
+        self.ops = backend.ops()
         self.dtype = dtype
         self.fused: list[FusedRow] = []
         # Keyed by id() because modules moved into a fused block change their names.
@@ -61,6 +60,7 @@ class Rewriter:
         if self.entry is not None:
             fused, name = self.entry
             fused.entry_name = name
+            fused.entry_channels_last = self.backend.channels_last
         return root, self.fused, self._eager_rows(root)
 
     # -- the walk --------------------------------------------------------------------------
@@ -99,7 +99,7 @@ class Rewriter:
     # -- swaps -----------------------------------------------------------------------------
 
     def _swap_pool(self, module: nn.Module, name: str) -> nn.Module | None:
-        common = {"backend": self.backend}
+        common = {"backend": self.backend.name}
         if type(module) is nn.MaxPool2d and not module.return_indices:
             fused = FusedMaxPool2d(
                 _pair(module.kernel_size),
@@ -151,7 +151,7 @@ class Rewriter:
             )
         else:
             last = self._build_part(last_part, name, _join(name, "last"))
-            merge = FusedAddReLU(op=self.ops.add_relu, backend=self.backend)
+            merge = FusedAddReLU(op=self.ops.add_relu, backend=self.backend.name)
             self._record(_join(name, "merge"), add_relu, "add+relu", merge.op)
         return FusedResidualBlock(nn.Sequential(*body), last, nn.Sequential(*shortcut), merge)
 
@@ -171,7 +171,7 @@ class Rewriter:
         conv = unit.conv.module
         weight, bias = fold_conv_bn(conv, unit.bn.module if unit.bn else None, self.dtype)
         fused = FusedConv2d(
-            weight,
+            self.backend.prepare_weight(weight),
             bias,
             stride=conv.stride,
             padding=conv.padding,
@@ -179,7 +179,7 @@ class Rewriter:
             groups=conv.groups,
             relu=unit.relu is not None if relu is None else relu,
             op=self.ops.conv2d_bias_act,
-            backend=self.backend,
+            backend=self.backend.name,
         )
         if self.entry is None:  # the walk reaches the stem first
             self.entry = (fused, original_name)
