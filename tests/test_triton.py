@@ -263,3 +263,18 @@ def test_resnet50_224_parity_on_gpu(dtype):
     with torch.no_grad(), no_tf32():
         result = compare_to_reference(fast(x.to(dtype)), eager(x.to(dtype)), double_copy(model)(x.double()), dtype)
     assert result.ok, result
+
+
+def test_compile_and_export_see_the_triton_ops():
+    block = calibrated(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), resnet.BasicBlock(16, 16)))
+    fast = fastresnet.optimize(block.to(DEVICE), backend="triton")
+    x = torch.randn(1, 3, 12, 12, device=DEVICE)
+    with torch.no_grad():
+        expected = fast(x)
+        torch._dynamo.reset()
+        torch.testing.assert_close(torch.compile(fast, fullgraph=True)(x), expected, atol=1e-5, rtol=1e-5)
+    exported = torch.export.export(fast, (x,))
+    targets = {str(n.target) for n in exported.graph.nodes if "fastresnet" in str(n.target)}
+    assert targets == {"fastresnet.triton_conv2d_bias_act.default"}
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), expected, atol=1e-5, rtol=1e-5)
