@@ -10,7 +10,16 @@
 
 namespace {
 
-std::vector<std::string> kernel_names() { return {}; }
+std::vector<std::string> kernel_names() {
+  std::vector<std::string> names;
+#if defined(FASTRESNET_WITH_CUDA)
+  // csrc/cuda/ops.cpp registers these for the CUDA dispatch key.
+  for (const char* op : {"conv2d_bias_act", "max_pool2d", "global_avg_pool", "add_relu"}) {
+    names.push_back(std::string("cuda:") + op);
+  }
+#endif
+  return names;
+}
 
 py::dict build_info() {
   py::dict info;
@@ -31,6 +40,11 @@ py::dict build_info() {
   info["openmp"] = true;
 #else
   info["openmp"] = false;
+#endif
+#if defined(FASTRESNET_WITH_CUDA)
+  info["cuda"] = true;
+#else
+  info["cuda"] = false;
 #endif
   info["kernels"] = kernel_names();
   return info;

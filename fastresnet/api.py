@@ -54,7 +54,7 @@ def optimize(
     chosen, notes = select_backend(backend, device)
     target = model if inplace else copy.deepcopy(model)
     with torch.no_grad():
-        optimized, fused, eager = Rewriter(target, chosen, dtype).run()
+        optimized, fused, eager = Rewriter(target, chosen, dtype, device).run()
         optimized.to(dtype)
     if not fused:
         warnings.warn(

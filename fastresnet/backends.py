@@ -25,8 +25,6 @@ AUTO = "auto"
 class Backend:
     name: str
     description: str
-    # Keep activations channels_last (NHWC) through the network: the entry conv converts.
-    channels_last: bool = False
 
     def priority(self, device: torch.device) -> int:
         """Higher wins under `auto`."""
@@ -42,6 +40,11 @@ class Backend:
         """The folded conv weight in the layout this backend's kernels read fastest."""
         return weight
 
+    def keeps_channels_last(self, device: torch.device) -> bool:
+        """Whether activations should be channels_last (NHWC) through the network on
+        ``device``; if so, the model's first fused conv converts its input once."""
+        return False
+
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -53,6 +56,8 @@ class ReferenceBackend(Backend):
     def not_supported_reasons(self, device: torch.device) -> list[str]:
         if device.type not in ("cpu", "cuda"):
             return [f"device type {device.type!r} is not supported (cpu or cuda)"]
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return ["CUDA is not available"]
         return []
 
     def ops(self) -> FusedOps:
@@ -60,7 +65,8 @@ class ReferenceBackend(Backend):
 
 
 class CppBackend(Backend):
-    """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas."""
+    """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas:
+    CUDA C++ kernels (csrc/cuda) on GPUs, C++ kernels on CPUs (not written yet)."""
 
     name = "cpp"
     description = "compiled C++ (CPU) and CUDA C++ kernels from the fastresnet._C extension"
@@ -75,17 +81,26 @@ class CppBackend(Backend):
         kernels = _ext.build_info().get("kernels", [])
         if not any(kernel.startswith(f"{device.type}:") for kernel in kernels):
             return [f"the compiled extension has no fused kernels for {device.type} (build_info()['kernels'] = {kernels})"]
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return ["CUDA is not available"]
         return []
 
     def ops(self) -> FusedOps:
+        # The C++ side registers kernels for these schemas (TORCH_LIBRARY_IMPL) when it loads.
+        _ext.extension()
         define_backend_ops(self.name)
         return backend_ops(self.name)
+
+    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.contiguous(memory_format=torch.channels_last) if weight.is_cuda else weight
+
+    def keeps_channels_last(self, device: torch.device) -> bool:
+        return device.type == "cuda"
 
 
 class TritonBackend(Backend):
     name = "triton"
     description = "Triton kernels: implicit-GEMM conv with fused epilogue, pooling (CUDA; CPU under TRITON_INTERPRET=1)"
-    channels_last = True
 
     def priority(self, device: torch.device) -> int:
         # First on CUDA; on CPU the interpreter is for testing, so `auto` never picks it.
@@ -123,6 +138,9 @@ class TritonBackend(Backend):
     def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
         # (C_out, KH, KW, C_in) in memory: each output channel's K axis is contiguous.
         return weight.contiguous(memory_format=torch.channels_last)
+
+    def keeps_channels_last(self, device: torch.device) -> bool:
+        return True
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (TritonBackend(), CppBackend(), ReferenceBackend())}

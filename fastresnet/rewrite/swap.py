@@ -40,8 +40,9 @@ def _op_name(op) -> str:
 
 
 class Rewriter:
-    def __init__(self, root: nn.Module, backend, dtype: torch.dtype):
+    def __init__(self, root: nn.Module, backend, dtype: torch.dtype, device: torch.device):
         self.root = root
+        self.device = device
         self.backend = backend  # a backends.Backend
         self.ops = backend.ops()
         self.dtype = dtype
@@ -60,7 +61,7 @@ class Rewriter:
         if self.entry is not None:
             fused, name = self.entry
             fused.entry_name = name
-            fused.entry_channels_last = self.backend.channels_last
+            fused.entry_channels_last = self.backend.keeps_channels_last(self.device)
         return root, self.fused, self._eager_rows(root)
 
     # -- the walk --------------------------------------------------------------------------
