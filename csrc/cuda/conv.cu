@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include "convert.cuh"
 #include "kernels.h"
 
 namespace fastresnet::cuda {
@@ -18,19 +19,6 @@ namespace {
 
 constexpr int kTileM = 64;
 constexpr int kTileN = 64;
-
-__device__ inline float to_float(float v) { return v; }
-__device__ inline float to_float(__half v) { return __half2float(v); }
-__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ inline T from_float(float v);
-template <>
-__device__ inline float from_float<float>(float v) { return v; }
-template <>
-__device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 struct GemmShape {
   int64_t m;  // N * OH * OW
@@ -51,13 +39,21 @@ __host__ __device__ inline GemmShape gemm_shape(const ConvArgs& a) {
   return s;
 }
 
+// Reduction index k -> (input channel, kernel row, kernel column), channel fastest.
+struct KIndex {
+  int c, kh, kw;
+};
+
+__device__ inline KIndex split_k(const GemmShape& s, int k) {
+  const int tap = k / s.c_in_g;
+  return KIndex{k % s.c_in_g, tap / s.kw, tap % s.kw};
+}
+
 // Element (row m, column k) of the implicit im2col matrix of one group, 0 outside the image.
 template <typename T>
 __device__ inline T load_a(const ConvArgs& a, const GemmShape& s, int group, int64_t m, int k) {
   if (m >= s.m || k >= s.k) return from_float<T>(0.f);
-  const int c = k % s.c_in_g;
-  const int tap = k / s.c_in_g;
-  const int kh = tap / s.kw, kw = tap % s.kw;
+  const auto [c, kh, kw] = split_k(s, k);
   const int ow = static_cast<int>(m % s.ow);
   const int oh = static_cast<int>((m / s.ow) % s.oh);
   const int64_t n = m / (static_cast<int64_t>(s.ow) * s.oh);
@@ -73,9 +69,7 @@ __device__ inline T load_a(const ConvArgs& a, const GemmShape& s, int group, int
 template <typename T>
 __device__ inline T load_b(const ConvArgs& a, const GemmShape& s, int group, int k, int n) {
   if (k >= s.k || n >= s.n) return from_float<T>(0.f);
-  const int c = k % s.c_in_g;
-  const int tap = k / s.c_in_g;
-  const int kh = tap / s.kw, kw = tap % s.kw;
+  const auto [c, kh, kw] = split_k(s, k);
   const T* w = static_cast<const T*>(a.weight.data);
   const int64_t out_channel = static_cast<int64_t>(group) * s.n + n;
   return w[out_channel * a.weight.sn + c * a.weight.sc + kh * a.weight.sh + kw * a.weight.sw];
