@@ -1,5 +1,6 @@
 """ResNet-50 on a CUDA GPU: eager (cuDNN), eager fp16 channels_last, torch.compile
-max-autotune and fastresnet (Triton), interleaved, at batch 1, 32 and 256, 224x224.
+max-autotune and fastresnet (Triton, and the CUDA C++ kernels of the cpp backend),
+interleaved, at batch 1, 32 and 256, 224x224.
 
 Run on a GPU machine:  .venv/bin/python -m pytest benchmarks/test_gpu_models.py -q
 Without a GPU every case is skipped: there is nothing to measure.
@@ -37,11 +38,13 @@ def candidates(batch: int) -> dict:
     eager_half = eager_half.half().to(memory_format=torch.channels_last)
     compiled = torch.compile(eager_half, mode="max-autotune")
     fast = fastresnet.optimize(model, backend="triton", dtype=torch.float16)
+    fast_cpp = fastresnet.optimize(model, backend="cpp", dtype=torch.float16)
     return {
         "eager fp32": functools.partial(model, x32),
         "eager fp16 channels_last": functools.partial(eager_half, x16),
         "torch.compile max-autotune fp16": functools.partial(compiled, x16),
         "fastresnet triton fp16": functools.partial(fast, x16),
+        "fastresnet cpp (CUDA C++) fp16": functools.partial(fast_cpp, x16),
     }
 
 
