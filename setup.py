@@ -43,7 +43,7 @@ if os.environ.get("FASTRESNET_BUILD_EXT", "1") != "0":
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    sources = ["csrc/fastresnet.cpp"]
+    sources = ["csrc/fastresnet.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
     if cuda_home:
         ext = CUDAExtension(
             "fastresnet._C",

@@ -4,6 +4,8 @@ import torch
 
 # Filled by the interleaved benchmarks: (group, candidate, Samples, speedup over eager).
 INTERLEAVED_RESULTS: list[tuple[str, str, object, float]] = []
+# Markdown sections (per-layer tables) printed at the end of the run.
+SECTIONS: list[str] = []
 
 
 def pytest_report_header(config):
@@ -14,9 +16,13 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
+    for section in SECTIONS:
+        write("")
+        for line in section.splitlines():
+            write(line)
     if not INTERLEAVED_RESULTS:
         return
-    write = terminalreporter.write_line
     write("")
     write("Interleaved (each round runs every candidate once; ms; speedup = eager median / median):")
     write(f"{'group':40s} {'candidate':24s} {'p20':>9s} {'p50':>9s} {'p80':>9s} {'speedup':>8s}")

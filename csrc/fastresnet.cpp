@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu/fma_peak.h"
+
 namespace {
 
 std::vector<std::string> kernel_names() {
@@ -55,4 +57,6 @@ py::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastresnet compiled kernels";
   m.def("build_info", &build_info, "How this extension was built and which kernels it holds.");
+  m.def("fma_peak_gflops", &fastresnet::cpu::fma_peak_gflops, py::arg("threads"), py::arg("iterations"),
+        "Measured fp32 AVX2 FMA peak (GFLOP/s) of `threads` threads.");
 }

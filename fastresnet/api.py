@@ -13,7 +13,7 @@ from .explain import INFO_ATTRIBUTE, OptimizationInfo
 from .rewrite import Rewriter
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_DTYPE_NAMES = {
+DTYPE_NAMES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -79,7 +79,7 @@ def _resolve_dtype(dtype: torch.dtype | str | None, model: nn.Module) -> torch.d
     if dtype is None:
         floating = [p.dtype for p in model.parameters() if p.is_floating_point()]
         return floating[0] if floating and floating[0] in SUPPORTED_DTYPES else torch.float32
-    resolved = _DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
+    resolved = DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved not in SUPPORTED_DTYPES:
         valid = ", ".join(str(d).replace("torch.", "") for d in SUPPORTED_DTYPES)
         raise ValueError(f"unsupported dtype {dtype!r}; valid dtypes are {valid}")

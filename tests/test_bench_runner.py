@@ -5,13 +5,17 @@ import pytest
 from fastresnet.bench import Samples, measure_interleaved
 
 
-def test_interleaved_rounds_rotate_and_time_every_candidate():
+def test_every_round_runs_every_candidate_once_in_varying_order():
     calls = []
-    candidates = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    samples = measure_interleaved(candidates, rounds=3, warmup=1)
-    assert calls[:3] == ["a", "b", "c"]  # warmup
-    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert all(len(s.seconds) == 3 for s in samples.values())
+    candidates = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    samples = measure_interleaved(candidates, rounds=20, warmup=1)
+    assert calls[:4] == ["a", "b", "c", "d"]  # warmup
+    rounds = [tuple(calls[i : i + 4]) for i in range(4, len(calls), 4)]
+    assert all(sorted(r) == ["a", "b", "c", "d"] for r in rounds)
+    # No fixed neighbour: every candidate follows more than one other candidate.
+    successors = {name: {r[r.index(name) - 1] for r in rounds if r.index(name) > 0} for name in "abcd"}
+    assert all(len(s) > 1 for s in successors.values())
+    assert all(len(s.seconds) == 20 for s in samples.values())
 
 
 def test_slower_candidate_has_the_larger_median():

@@ -1,12 +1,16 @@
 """Time several candidates interleaved, so that machine noise hits them all alike.
 
-Each round runs every candidate once, in an order rotated from round to round; a slow
-spell on a shared machine then widens every candidate's spread instead of biasing one
-candidate's median. Report medians with p20/p80, and ratios of medians from one run.
+Each round runs every candidate once, in a fresh random order (seeded, so runs repeat); a
+slow spell on a shared machine then widens every candidate's spread instead of biasing one
+candidate's median. A random order rather than a rotation: a rotation keeps the same
+neighbours, so a candidate that leaves the machine busy (ONNX Runtime's spinning threads)
+would always slow down the same successor. Report medians with p20/p80, and ratios of
+medians from one run.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -56,9 +60,9 @@ def measure_interleaved(
             candidates[name]()
     _synchronize()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+    order = random.Random(0)
+    for _ in range(rounds):
+        for name in order.sample(names, len(names)):
             start = time.perf_counter()
             candidates[name]()
             _synchronize()

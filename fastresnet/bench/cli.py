@@ -1,0 +1,164 @@
+"""The command line: `fastresnet bench` and `fastresnet verify` (also `python -m fastresnet`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import backends
+from ..api import SUPPORTED_DTYPES, DTYPE_NAMES
+from . import layers, machine, peers, report
+from .models import MODEL_NAMES, build_model, check_model_name
+from .suite import Progress, run_benchmark
+from .verify import markdown as verify_markdown
+from .verify import verify_digits, verify_random
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in _list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _dtype(text: str) -> torch.dtype:
+    dtype = DTYPE_NAMES.get(text)
+    if dtype not in SUPPORTED_DTYPES:
+        valid = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; valid dtypes are {valid}")
+    return dtype
+
+
+def _device(text: str) -> torch.device:
+    if text not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; valid devices are cpu, cuda")
+    if text == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("device cuda was asked for, but CUDA is not available here")
+    return torch.device(text)
+
+
+def _add_common(parser: argparse.ArgumentParser, default_models: str) -> None:
+    parser.add_argument("--models", default=default_models, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--dtype", type=_dtype, default=torch.float32, help="float32, float16 or bfloat16")
+    parser.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for the reports")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="fastresnet", description=__doc__)
+    commands = main.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="time eager, peers and fastresnet, interleaved")
+    _add_common(bench, "resnet50")
+    bench.add_argument("--batch-sizes", type=_ints, default=[1, 8])
+    bench.add_argument(
+        "--backends", default=None, help=f"comma-separated, from: {', '.join(peers.candidate_names())}; "
+        "default: all that can run here"
+    )  # fmt: skip
+    bench.add_argument("--repeats", type=int, default=20, help="timed rounds")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed calls per candidate")
+    bench.add_argument("--per-layer", action="store_true", help="also time every fused conv against eager")
+    verify = commands.add_parser("verify", help="errors against fp64 eager; real data with real BN statistics")
+    _add_common(verify, "resnet18,resnet50")
+    verify.set_defaults(image_size=64)
+    verify.add_argument("--backends", default="fastresnet", help="fastresnet or fastresnet-NAME, comma-separated")
+    verify.add_argument("--digits-steps", type=int, default=150, help="training steps of the digits ResNet-18")
+    verify.add_argument("--no-digits", action="store_true", help="skip the real-data check")
+    return main
+
+
+def default_candidates(device: torch.device) -> list[str]:
+    """Every peer and fastresnet (its auto choice), plus each other backend that can run
+    here at full speed (not Triton's CPU interpreter)."""
+    chosen, _ = backends.select_backend("auto", device)
+    extra = [
+        f"fastresnet-{b.name}"
+        for b in backends.BACKENDS.values()
+        if b is not chosen and b.priority(device) >= 0 and not b.not_supported_reasons(device)
+    ]
+    return [*peers.PEERS, "fastresnet", *extra]
+
+
+def _validate(args, parse: argparse.ArgumentParser) -> None:
+    try:
+        args.models = [check_model_name(m) for m in _list(args.models)]
+        if args.backends is not None:
+            args.backends = [peers.check_candidate_name(b) for b in _list(args.backends)]
+    except ValueError as error:
+        parse.error(str(error))
+    if args.command == "verify" and not all(peers.is_fastresnet(b) for b in args.backends):
+        parse.error("verify --backends takes fastresnet or fastresnet-NAME: it checks fastresnet against eager")
+    if args.device is None:
+        args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def bench(args) -> int:
+    candidates = args.backends or default_candidates(args.device)
+    progress = Progress(len(args.models) * len(args.batch_sizes))
+    result = run_benchmark(
+        args.models, args.batch_sizes, args.image_size, args.dtype, args.device, candidates, args.repeats, args.warmup,
+        progress,
+    )  # fmt: skip
+    peak, source = machine.peak_flops(args.device, args.dtype)
+    context = report.Context(args.dtype, args.device, args.image_size, machine.describe(args.device), peak, source)
+    rows = report.rows(result, context)
+    sections = []
+    if args.per_layer:
+        for name in args.models:
+            model = build_model(name).to(device=args.device, dtype=args.dtype)
+            fast = peers.build("fastresnet", model, args.dtype, args.device, None)
+            x = torch.randn(args.batch_sizes[0], 3, args.image_size, args.image_size).to(args.device, args.dtype)
+            timings = layers.time_layers(model, fast, x, args.repeats, args.warmup)
+            sections.append(layers.markdown(timings, f"{name}, batch {args.batch_sizes[0]}"))
+            args.out.mkdir(parents=True, exist_ok=True)
+            if layers.plot(timings, args.out / f"per_layer_{name}.png") is None:
+                sections.append(f"![per-layer times of {name}](per_layer_{name}.png)\n")
+    notes = report.write(args.out, rows, context, sections)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    failed = [r for r in rows if r["metric"] == "status"]
+    for r in failed:
+        print(f"{r['model']} batch {r['batch']} {r['backend']}: {r['status']}: {r['note']}", file=sys.stderr)
+    print(f"wrote {args.out / 'report.md'}, {args.out / 'results.json'}")
+    return 0
+
+
+def verify(args) -> int:
+    backend_names = [b.removeprefix("fastresnet").removeprefix("-") or "auto" for b in args.backends]
+    rows = []
+    for backend in backend_names:
+        for name in args.models:
+            rows.append(verify_random(name, backend, args.dtype, args.device, args.image_size))
+        if not args.no_digits:
+            rows.append(verify_digits(backend, args.dtype, args.device, args.digits_steps))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "verify.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+    text = verify_markdown(rows)
+    (args.out / "verify.md").write_text(text)
+    print(text)
+    return 0 if all(r.passed for r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse = parser()
+    args = parse.parse_args(argv)
+    _validate(args, parse)
+    return bench(args) if args.command == "bench" else verify(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The candidates a benchmark compares: eager PyTorch, the engines users would use instead,
+and fastresnet on each backend.
+
+Each builder returns a callable that takes the input batch; one that cannot run here
+raises Unavailable with the reason, so the report can say why it is missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import backends
+from ..api import optimize
+
+PEERS = ("eager", "eager-channels-last", "torch-compile", "onnxruntime")
+
+
+class Unavailable(Exception):
+    """A candidate that cannot run here; the message says why."""
+
+
+def candidate_names() -> list[str]:
+    return [*PEERS, "fastresnet", *(f"fastresnet-{name}" for name in backends.BACKENDS)]
+
+
+def check_candidate_name(name: str) -> str:
+    if name not in candidate_names():
+        raise ValueError(f"unknown backend {name!r}; valid backends are {', '.join(candidate_names())}")
+    return name
+
+
+def is_fastresnet(name: str) -> bool:
+    return name.startswith("fastresnet")
+
+
+def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device, example: torch.Tensor) -> Callable:
+    """A callable running ``model`` as candidate ``name`` on inputs like ``example``."""
+    check_candidate_name(name)
+    model = copy.deepcopy(model).to(device=device, dtype=dtype)
+    if name == "eager":
+        return model
+    if name == "eager-channels-last":
+        model = model.to(memory_format=torch.channels_last)
+        return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+    if name == "torch-compile":
+        return _torch_compile(model, device)
+    if name == "onnxruntime":
+        return _onnxruntime(model, device, example)
+    backend = name.removeprefix("fastresnet").removeprefix("-") or "auto"
+    try:
+        return optimize(model, backend=backend, dtype=dtype)
+    except RuntimeError as error:  # the backend cannot run here: its reasons
+        raise Unavailable(str(error)) from None
+
+
+def _torch_compile(model: nn.Module, device: torch.device) -> Callable:
+    import torch._inductor.config as inductor_config
+
+    if device.type == "cuda":
+        return torch.compile(model, mode="max-autotune")
+    # On CPU, freezing folds BN and pre-packs weights: the strongest inference setting.
+    compiled = torch.compile(model)
+
+    def run(x):
+        with inductor_config.patch(freezing=True):
+            return compiled(x)
+
+    return run
+
+
+def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor) -> Callable:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise Unavailable("onnxruntime is not installed (pip install 'fastresnet[peers]')") from None
+    if device.type != "cpu" or example.dtype != torch.float32:
+        raise Unavailable("the onnxruntime peer is measured on CPU in float32 only")
+    buffer = io.BytesIO()
+    try:
+        torch.onnx.export(model, (example,), buffer, input_names=["x"], output_names=["y"], dynamo=False)
+    except Exception as error:  # the exporter raises many kinds
+        raise Unavailable(f"ONNX export failed: {type(error).__name__}: {error}") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    # ORT's threads otherwise spin after each run and slow down whatever is timed next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])

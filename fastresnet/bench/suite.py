@@ -1,0 +1,134 @@
+"""Run the whole-model benchmark: every model x batch size x candidate, interleaved.
+
+Every candidate's answer is checked against eager before it is timed; a candidate that
+cannot run is reported with its reason, one that fails (or answers wrongly) is reported
+as failed with its error, and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..testing import MODEL_ATOL, FP32_MODEL_BOUND, max_abs_error, output_scale
+from . import peers
+from .models import build_model, count_flops
+from .runner import Samples, measure_interleaved
+
+
+@dataclass
+class Measurement:
+    model: str
+    candidate: str
+    batch: int
+    status: str  # "ok", "failed" or "unavailable"
+    samples: Samples | None = None
+    error: str | None = None
+    peak_memory_mib: float | None = None
+
+
+@dataclass
+class BenchResult:
+    measurements: list[Measurement] = field(default_factory=list)
+    flops_per_image: dict[str, int] = field(default_factory=dict)
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream = max(total, 1), 0, stream
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        filled = int(30 * self.done / self.total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {label:50.50s}")
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class _Guarded:
+    """Calls a candidate until it first raises; keeps the error and then does nothing, so
+    one failing candidate cannot stop the interleaved rounds of the others."""
+
+    def __init__(self, run: Callable, x: torch.Tensor):
+        self.run, self.x, self.error = run, x, None
+
+    def __call__(self):
+        if self.error is None:
+            try:
+                return self.run(self.x)
+            except Exception as error:  # reported, not raised: the run goes on
+                self.error = f"{type(error).__name__}: {error}"
+        return None
+
+
+def answer_error(out, expected, dtype: torch.dtype) -> str | None:
+    """Why ``out`` is not the eager answer, or None if it is (within the dtype's slack)."""
+    scale = output_scale(expected)
+    allowed = max(FP32_MODEL_BOUND, 10 * MODEL_ATOL[dtype]) * max(scale, 1e-6)
+    error = max_abs_error(out.float(), expected.float())
+    if not error <= allowed:
+        return f"wrong answer: max |out - eager| = {error:.3g} > {allowed:.3g}"
+    return None
+
+
+def run_benchmark(
+    models: list[str],
+    batch_sizes: list[int],
+    image_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    candidates: list[str],
+    repeats: int,
+    warmup: int,
+    progress: Progress | None = None,
+) -> BenchResult:
+    result = BenchResult()
+    for name in models:
+        model = build_model(name)
+        result.flops_per_image[name] = count_flops(model, image_size)
+        for batch in batch_sizes:
+            x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(batch))
+            x = x.to(device=device, dtype=dtype)
+            result.measurements += _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup)
+            if progress:
+                progress.step(f"{name} batch {batch}")
+    return result
+
+
+def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup) -> list[Measurement]:
+    done, runs, memory = [], {}, {}
+    with torch.inference_mode():
+        expected = peers.build("eager", model, dtype, device, x)(x)
+        for candidate in candidates:
+            try:
+                run = peers.build(candidate, model, dtype, device, x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats(device)
+                problem = answer_error(run(x), expected, dtype)  # also the first (compiling) call
+                if device.type == "cuda":
+                    memory[candidate] = torch.cuda.max_memory_allocated(device) / 2**20
+            except peers.Unavailable as reason:
+                done.append(Measurement(name, candidate, batch, "unavailable", error=str(reason)))
+                continue
+            except Exception as error:  # a failing candidate is reported, and the run goes on
+                done.append(Measurement(name, candidate, batch, "failed", error=f"{type(error).__name__}: {error}"))
+                continue
+            if problem:
+                done.append(Measurement(name, candidate, batch, "failed", error=problem))
+                continue
+            runs[candidate] = _Guarded(run, x)
+        if runs:
+            samples = measure_interleaved(runs, rounds=repeats, warmup=warmup)
+    for candidate, guarded in runs.items():
+        if guarded.error:
+            done.append(Measurement(name, candidate, batch, "failed", error=guarded.error))
+        else:
+            done.append(Measurement(name, candidate, batch, "ok", samples[candidate], None, memory.get(candidate)))
+    return done
