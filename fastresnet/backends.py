@@ -81,8 +81,12 @@ class CppBackend(Backend):
         kernels = _ext.build_info().get("kernels", [])
         if not any(kernel.startswith(f"{device.type}:") for kernel in kernels):
             return [f"the compiled extension has no fused kernels for {device.type} (build_info()['kernels'] = {kernels})"]
-        if device.type == "cuda" and not torch.cuda.is_available():
-            return ["CUDA is not available"]
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                return ["CUDA is not available"]
+            if torch.cuda.get_device_capability(device) < (8, 0):  # bfloat16 WMMA; built for sm_80+
+                capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
+                return [f"the CUDA kernels are built for compute capability 8.0 and newer, this GPU has {capability}"]
         return []
 
     def ops(self) -> FusedOps:
