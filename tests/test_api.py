@@ -151,6 +151,9 @@ def test_every_fused_conv_uses_the_chosen_backend(fast):
     convs = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
     assert convs and all(m.backend == "reference" for m in convs)
     assert all(m.op._name == "fastresnet::reference_conv2d_bias_act" for m in convs)
+    # The reference backend keeps activations channels_last: converted once, at the entry.
+    assert [m.entry_channels_last for m in convs] == [True] + [False] * (len(convs) - 1)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in fast.modules())
 
 
