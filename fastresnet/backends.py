@@ -16,6 +16,7 @@ import torch
 
 from . import _ext
 from .ops import FusedOps, backend_ops, define_backend_ops, reference
+from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
 ENV_DISABLE_TRITON = "FASTRESNET_DISABLE_TRITON"
@@ -37,7 +38,11 @@ class Backend:
         raise NotImplementedError
 
     def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """The folded conv weight in the layout this backend's kernels read fastest."""
+        """The folded conv weight in the layout the kernels read fastest: with channels_last
+        activations, (C_out, KH, KW, C_in) in memory, so each output channel's K axis is
+        contiguous."""
+        if self.keeps_channels_last(weight.device):
+            return weight.contiguous(memory_format=torch.channels_last)
         return weight
 
     def keeps_channels_last(self, device: torch.device) -> bool:
@@ -63,9 +68,6 @@ class ReferenceBackend(Backend):
     def ops(self) -> FusedOps:
         return reference.register()
 
-    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.contiguous(memory_format=torch.channels_last)
-
     def keeps_channels_last(self, device: torch.device) -> bool:
         # oneDNN and cuDNN run channels_last convs faster, and no extra pass is spent on it:
         # the entry conv converts the input once, every op keeps the layout it is given.
@@ -90,11 +92,7 @@ class CppBackend(Backend):
         if not any(kernel.startswith(f"{device.type}:") for kernel in kernels):
             return [f"the compiled extension has no fused kernels for {device.type} (build_info()['kernels'] = {kernels})"]
         if device.type == "cuda":
-            if not torch.cuda.is_available():
-                return ["CUDA is not available"]
-            if torch.cuda.get_device_capability(device) < (8, 0):  # bfloat16 WMMA; built for sm_80+
-                capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
-                return [f"the CUDA kernels are built for compute capability 8.0 and newer, this GPU has {capability}"]
+            return _cuda_reasons(device)  # bfloat16 WMMA: the kernels are built for sm_80+
         return []
 
     def ops(self) -> FusedOps:
@@ -102,9 +100,6 @@ class CppBackend(Backend):
         _ext.extension()
         define_backend_ops(self.name)
         return backend_ops(self.name)
-
-    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.contiguous(memory_format=torch.channels_last) if weight.is_cuda else weight
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         return device.type == "cuda"
@@ -126,17 +121,13 @@ class TritonBackend(Backend):
             import triton  # noqa: F401
         except ImportError as error:
             reasons.append(f"triton cannot be imported ({error})")
-        interpreting = os.environ.get("TRITON_INTERPRET") == "1"
         if device.type == "cuda":
-            if interpreting:
+            if interpreting():
                 reasons.append("TRITON_INTERPRET=1 makes Triton run on the CPU; unset it to run on CUDA")
-            elif not torch.cuda.is_available():
-                reasons.append("CUDA is not available")
-            elif torch.cuda.get_device_capability(device) < (8, 0):
-                capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
-                reasons.append(f"the kernels need compute capability 8.0 or newer, this GPU has {capability}")
+            else:
+                reasons += _cuda_reasons(device)
         elif device.type == "cpu":
-            if not interpreting:
+            if not interpreting():
                 reasons.append("on CPU tensors Triton runs only under its interpreter (TRITON_INTERPRET=1; slow, for tests)")
         else:
             reasons.append(f"device type {device.type!r} is not supported (cuda, or cpu under TRITON_INTERPRET=1)")
@@ -146,10 +137,6 @@ class TritonBackend(Backend):
         from .triton.register import register
 
         return register()
-
-    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        # (C_out, KH, KW, C_in) in memory: each output channel's K axis is contiguous.
-        return weight.contiguous(memory_format=torch.channels_last)
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         return True
@@ -213,6 +200,17 @@ def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[
     if reasons:
         raise RuntimeError(f"backend {requested!r} cannot run on {device}: " + "; ".join(reasons))
     return backend, notes
+
+
+def _cuda_reasons(device: torch.device) -> list[str]:
+    """Why the compiled GPU kernels (built for compute capability 8.0+) cannot run on ``device``."""
+    if not torch.cuda.is_available():
+        return ["CUDA is not available"]
+    capability = torch.cuda.get_device_capability(device)
+    if capability < (8, 0):
+        shown = ".".join(map(str, capability))
+        return [f"the kernels need compute capability 8.0 or newer, this GPU has {shown}"]
+    return []
 
 
 def _by_priority(device: torch.device) -> list[Backend]:

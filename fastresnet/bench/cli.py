@@ -119,8 +119,9 @@ def bench(args) -> int:
     sections = []
     if args.per_layer:
         for name in args.models:
-            model = build_model(name).to(device=args.device, dtype=args.dtype)
-            fast = peers.build("fastresnet", model, args.dtype, args.device, None)
+            model = build_model(name)
+            fast = peers.build("fastresnet", model, args.dtype, args.device, None)  # folds from float32
+            model = model.to(device=args.device, dtype=args.dtype)  # the eager side, in the same dtype
             x = torch.randn(args.batch_sizes[0], 3, args.image_size, args.image_size).to(args.device, args.dtype)
             timings = layers.time_layers(model, fast, x, args.repeats, args.warmup)
             sections.append(layers.markdown(timings, f"{name}, batch {args.batch_sizes[0]}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from ..explain import explain
 from ..nn import FusedConv2d
+from ..ops import checks
 from ..rewrite.fold_bn import is_batchnorm
 from .runner import measure_interleaved
 
@@ -84,8 +86,11 @@ def time_layers(original: nn.Module, optimized: nn.Module, x: torch.Tensor, roun
                 {"eager": lambda: eager(*eager_args), "fused": lambda: fused(*args)}, rounds=rounds, warmup=warmup
             )
             c_out, c_in_g, kh, kw = fused.weight.shape
-            out = fused(*args)
-            gflop = 2 * out.numel() * c_in_g * kh * kw / 1e9
+            x, residual = args[0], (args[1] if len(args) > 1 else None)
+            out_shape = checks.check_conv2d_args(
+                row.module, x, fused.weight, fused.bias, residual, fused.stride, fused.padding, fused.dilation, fused.groups
+            )
+            gflop = 2 * math.prod(out_shape) * c_in_g * kh * kw / 1e9
             shape = f"{fused.in_channels}->{c_out} {kh}x{kw}/s{fused.stride[0]} g{fused.groups} @ {tuple(args[0].shape[2:])}"
             timings.append(
                 LayerTiming(row.module, " + ".join(row.replaces), shape, gflop,

@@ -41,7 +41,15 @@ def is_fastresnet(name: str) -> bool:
 def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device, example: torch.Tensor) -> Callable:
     """A callable running ``model`` as candidate ``name`` on inputs like ``example``."""
     check_candidate_name(name)
-    model = copy.deepcopy(model).to(device=device, dtype=dtype)
+    model = copy.deepcopy(model).to(device=device)
+    if is_fastresnet(name):
+        backend = name.removeprefix("fastresnet").removeprefix("-") or "auto"
+        try:
+            # On this private copy, in place; folding from the original precision, then cast.
+            return optimize(model, backend=backend, dtype=dtype, inplace=True)
+        except RuntimeError as error:  # the backend cannot run here: its reasons
+            raise Unavailable(str(error)) from None
+    model = model.to(dtype=dtype)
     if name == "eager":
         return model
     if name == "eager-channels-last":
@@ -49,13 +57,7 @@ def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device,
         return lambda x: model(x.contiguous(memory_format=torch.channels_last))
     if name == "torch-compile":
         return _torch_compile(model, device)
-    if name == "onnxruntime":
-        return _onnxruntime(model, device, example)
-    backend = name.removeprefix("fastresnet").removeprefix("-") or "auto"
-    try:
-        return optimize(model, backend=backend, dtype=dtype)
-    except RuntimeError as error:  # the backend cannot run here: its reasons
-        raise Unavailable(str(error)) from None
+    return _onnxruntime(model, device, example)
 
 
 def _torch_compile(model: nn.Module, device: torch.device) -> Callable:

@@ -203,15 +203,15 @@ def autotune(args: tuple, launch: Callable, candidates: list[ConvConfig]) -> Con
     """The fastest candidate whose output matches a float32 reference conv."""
     import triton.testing
 
+    from ..ops import reference as reference_ops
     from ..testing import OP_TOLERANCES, no_tf32
 
     x, weight, bias, residual, y, stride, padding, dilation, groups, relu = args
-    with no_tf32():
-        reference = torch.nn.functional.conv2d(x.float(), weight.float(), bias.float(), stride, padding, dilation, groups)
-    if residual is not None:
-        reference += residual.float()
-    if relu:
-        reference.relu_()
+    with no_tf32():  # the reference implementation, in float32 throughout
+        residual32 = residual.float() if residual is not None else None
+        reference = reference_ops.conv2d_bias_act(
+            x.float(), weight.float(), bias.float(), residual32, stride, padding, dilation, groups, relu
+        )
     # TF32 keeps float16's 10-bit mantissa: hold it to float16's tolerance.
     tolerance = OP_TOLERANCES[torch.float16 if input_precision(x.dtype) == "tf32" else x.dtype]
     allowed = tolerance.atol * max(reference.abs().max().item(), 1.0) * 4
