@@ -44,15 +44,23 @@ if os.environ.get("FASTRESNET_BUILD_EXT", "1") != "0":
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = ["csrc/fastresnet.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
+    # at::parallel_for is inline OpenMP: without -fopenmp here the CPU kernels would run on
+    # one thread. The OpenMP runtime is torch's own libgomp.so.1 (same soname, loaded first).
+    # AVX2/FMA is switched on per kernel file (#pragma GCC target), not for the whole module,
+    # so that it still imports on an older CPU and says why its CPU kernels cannot run.
+    cxx_flags = ["-O3", "-fopenmp"]
     if cuda_home:
         ext = CUDAExtension(
             "fastresnet._C",
             sources + sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/*.cu")),
             define_macros=[("FASTRESNET_WITH_CUDA", None)],
-            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+            extra_link_args=["-fopenmp"],
         )
     else:
-        ext = CppExtension("fastresnet._C", sources, extra_compile_args={"cxx": ["-O3"]})
+        ext = CppExtension(
+            "fastresnet._C", sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"]
+        )
     ext_modules.append(ext)
     cmdclass["build_ext"] = BuildExtension.with_options(use_ninja=True)
 

@@ -1,19 +1,25 @@
 // The compiled extension's entry point: fastresnet._C.
 //
-// For now it carries build information only; the C++ CPU and CUDA kernels register
-// themselves with TORCH_LIBRARY_IMPL(fastresnet, CPU|CUDA) in their own files and add
-// their names to kernel_names() below, which is how the Python side knows they exist.
+// Build information and the CPU kernels' helpers; the C++ CPU and CUDA kernels register
+// themselves with TORCH_LIBRARY_IMPL(fastresnet, CPU|CUDA) in their own files (csrc/cpu/ops.cpp,
+// csrc/cuda/ops.cpp) and are listed by kernel_names() below, which is how the Python side
+// knows they exist.
 #include <torch/extension.h>
 
 #include <string>
 #include <vector>
 
 #include "cpu/fma_peak.h"
+#include "cpu/ops.h"
 
 namespace {
 
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
+  // csrc/cpu/ops.cpp registers these for the CPU dispatch key.
+  for (const char* op : {"conv2d_bias_act", "max_pool2d", "global_avg_pool", "add_relu"}) {
+    names.push_back(std::string("cpu:") + op);
+  }
 #if defined(FASTRESNET_WITH_CUDA)
   // csrc/cuda/ops.cpp registers these for the CUDA dispatch key.
   for (const char* op : {"conv2d_bias_act", "max_pool2d", "global_avg_pool", "add_relu"}) {
@@ -33,16 +39,10 @@ py::dict build_info() {
 #else
   info["compiler"] = "unknown";
 #endif
-#if defined(__AVX2__) && defined(__FMA__)
-  info["avx2_fma"] = true;
-#else
-  info["avx2_fma"] = false;
-#endif
-#if defined(_OPENMP)
-  info["openmp"] = true;
-#else
-  info["openmp"] = false;
-#endif
+  // The CPU kernels are compiled for AVX2+FMA file by file (a pragma in csrc/cpu) and check
+  // the CPU when called; they run on ATen's thread pool, torch.get_num_threads() threads.
+  info["cpu_kernels_isa"] = "avx2+fma";
+  info["cpu_threads"] = "ATen parallel_for (OpenMP in torch's builds)";
 #if defined(FASTRESNET_WITH_CUDA)
   info["cuda"] = true;
 #else
@@ -59,4 +59,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "How this extension was built and which kernels it holds.");
   m.def("fma_peak_gflops", &fastresnet::cpu::fma_peak_gflops, py::arg("threads"), py::arg("iterations"),
         "Measured fp32 AVX2 FMA peak (GFLOP/s) of `threads` threads.");
+  m.def("cpu_unsupported_reason", &fastresnet::cpu::unsupported_reason,
+        "Why the C++ CPU kernels cannot run on this CPU, or an empty string if they can.");
+  m.def("block_conv_weight", &fastresnet::cpu::block_conv_weight, py::arg("weight"), py::arg("groups"),
+        "A conv weight (C_out, C_in/groups, KH, KW) in the CPU kernels' blocked layout "
+        "(groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16).");
 }

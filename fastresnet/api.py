@@ -51,7 +51,7 @@ def optimize(
         )
     device = _model_device(model)
     dtype = _resolve_dtype(dtype, model)
-    chosen, notes = select_backend(backend, device)
+    chosen, notes = select_backend(backend, device, dtype)
     target = model if inplace else copy.deepcopy(model)
     with torch.no_grad():
         optimized, fused, eager = Rewriter(target, chosen, dtype, device).run()

@@ -1,6 +1,6 @@
 """The backend registry: what exists, what can run on a device and why not, and the choice.
 
-Each backend answers ``not_supported_reasons(device)``; an empty list means it can run.
+Each backend answers ``not_supported_reasons(device, dtype)``; an empty list means it can run.
 ``auto`` takes the highest-priority backend that can run and records why it skipped the
 others; an explicitly requested backend that cannot run raises with all its reasons.
 The environment variable FASTRESNET_BACKEND, when set, replaces ``auto`` (an explicit
@@ -31,13 +31,14 @@ class Backend:
         """Higher wins under `auto`."""
         raise NotImplementedError
 
-    def not_supported_reasons(self, device: torch.device) -> list[str]:
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
+        """Why this backend cannot run on ``device`` (in ``dtype``, when given); empty if it can."""
         raise NotImplementedError
 
     def ops(self) -> FusedOps:
         raise NotImplementedError
 
-    def prepare_weight(self, weight: torch.Tensor) -> torch.Tensor:
+    def prepare_weight(self, weight: torch.Tensor, groups: int) -> torch.Tensor:
         """The folded conv weight in the layout the kernels read fastest: with channels_last
         activations, (C_out, KH, KW, C_in) in memory, so each output channel's K axis is
         contiguous."""
@@ -58,7 +59,7 @@ class ReferenceBackend(Backend):
     def priority(self, device: torch.device) -> int:
         return 0
 
-    def not_supported_reasons(self, device: torch.device) -> list[str]:
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
         if device.type not in ("cpu", "cuda"):
             return [f"device type {device.type!r} is not supported (cpu or cuda)"]
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -76,15 +77,16 @@ class ReferenceBackend(Backend):
 
 class CppBackend(Backend):
     """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas:
-    CUDA C++ kernels (csrc/cuda) on GPUs, C++ kernels on CPUs (not written yet)."""
+    CUDA C++ kernels (csrc/cuda) on GPUs, AVX2/FMA kernels (csrc/cpu) on CPUs. On CPU the
+    activations stay NHWC and conv weights are blocked once, here, for the kernels."""
 
     name = "cpp"
-    description = "compiled C++ (CPU) and CUDA C++ kernels from the fastresnet._C extension"
+    description = "AVX2/FMA C++ kernels on CPU, CUDA C++ kernels on GPU, from the fastresnet._C extension"
 
     def priority(self, device: torch.device) -> int:
         return 10
 
-    def not_supported_reasons(self, device: torch.device) -> list[str]:
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
         error = _ext.load_error()
         if error is not None:
             return [error]
@@ -93,7 +95,13 @@ class CppBackend(Backend):
             return [f"the compiled extension has no fused kernels for {device.type} (build_info()['kernels'] = {kernels})"]
         if device.type == "cuda":
             return _cuda_reasons(device)  # bfloat16 WMMA: the kernels are built for sm_80+
-        return []
+        reasons = []
+        cpu_reason = _ext.extension().cpu_unsupported_reason()
+        if cpu_reason:
+            reasons.append(cpu_reason)
+        if dtype is not None and dtype != torch.float32:
+            reasons.append(f"the CPU kernels are float32 only, not {dtype}")
+        return reasons
 
     def ops(self) -> FusedOps:
         # The C++ side registers kernels for these schemas (TORCH_LIBRARY_IMPL) when it loads.
@@ -101,8 +109,13 @@ class CppBackend(Backend):
         define_backend_ops(self.name)
         return backend_ops(self.name)
 
+    def prepare_weight(self, weight: torch.Tensor, groups: int) -> torch.Tensor:
+        if weight.device.type == "cpu":
+            return _ext.extension().block_conv_weight(weight, groups)
+        return super().prepare_weight(weight, groups)
+
     def keeps_channels_last(self, device: torch.device) -> bool:
-        return device.type == "cuda"
+        return True
 
 
 class TritonBackend(Backend):
@@ -113,7 +126,7 @@ class TritonBackend(Backend):
         # First on CUDA; on CPU the interpreter is for testing, so `auto` never picks it.
         return 20 if device.type == "cuda" else -10
 
-    def not_supported_reasons(self, device: torch.device) -> list[str]:
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
         reasons = []
         if os.environ.get(ENV_DISABLE_TRITON) == "1":
             reasons.append(f"disabled by {ENV_DISABLE_TRITON}=1")
@@ -178,8 +191,10 @@ def available_backends(device: torch.device | str | None = None) -> list[Backend
     return statuses
 
 
-def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[str]]:
-    """The backend to use on ``device`` and notes on how it was chosen, for explain()."""
+def select_backend(
+    requested: str, device: torch.device, dtype: torch.dtype | None = None
+) -> tuple[Backend, list[str]]:
+    """The backend to use on ``device`` in ``dtype`` and notes on how it was chosen, for explain()."""
     notes = []
     if not isinstance(requested, str):
         raise TypeError(f"backend must be a string, one of {_valid_names()}; got {type(requested).__name__}")
@@ -188,7 +203,7 @@ def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[
         notes.append(f"backend chosen by {ENV_BACKEND}={requested}")
     if requested == AUTO:
         for backend in _by_priority(device):
-            reasons = backend.not_supported_reasons(device)
+            reasons = backend.not_supported_reasons(device, dtype)
             if not reasons:
                 return backend, notes
             notes.append(f"auto skipped {backend.name}: {'; '.join(reasons)}")
@@ -196,7 +211,7 @@ def select_backend(requested: str, device: torch.device) -> tuple[Backend, list[
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; valid backends are {_valid_names()}")
     backend = BACKENDS[requested]
-    reasons = backend.not_supported_reasons(device)
+    reasons = backend.not_supported_reasons(device, dtype)
     if reasons:
         raise RuntimeError(f"backend {requested!r} cannot run on {device}: " + "; ".join(reasons))
     return backend, notes

@@ -86,8 +86,8 @@ def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
 
 
 def test_unavailable_backend_raises_with_its_reasons(tiny_resnet):
-    with pytest.raises(RuntimeError, match=r"backend 'cpp' cannot run on cpu: .*no fused kernels for cpu"):
-        fastresnet.optimize(tiny_resnet, backend="cpp")
+    with pytest.raises(RuntimeError, match=r"backend 'cpp' cannot run on cpu: the CPU kernels are float32 only"):
+        fastresnet.optimize(tiny_resnet, backend="cpp", dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.int8, "float8"])
@@ -139,7 +139,7 @@ def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
     assert "backend chosen by FASTRESNET_BACKEND=reference" in fastresnet.explain(fast).info.notes
     monkeypatch.setenv("FASTRESNET_BACKEND", "cpp")
     with pytest.raises(RuntimeError, match="backend 'cpp' cannot run on cpu"):
-        fastresnet.optimize(tiny_resnet)
+        fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)
     # An explicit argument wins over the environment.
     assert fastresnet.optimize(tiny_resnet, backend="reference").conv1.backend == "reference"
     monkeypatch.setenv("FASTRESNET_BACKEND", "nope")
@@ -149,11 +149,13 @@ def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
 
 def test_every_fused_conv_uses_the_chosen_backend(fast):
     convs = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
-    assert convs and all(m.backend == "reference" for m in convs)
-    assert all(m.op._name == "fastresnet::reference_conv2d_bias_act" for m in convs)
-    # The reference backend keeps activations channels_last: converted once, at the entry.
+    assert convs and all(m.backend == "cpp" for m in convs)  # auto on CPU: the C++ kernels
+    assert all(m.op._name == "fastresnet::cpp_conv2d_bias_act" for m in convs)
+    # Activations stay channels_last: converted once, at the entry. Weights are blocked once,
+    # (groups, C_out/groups/16, KH, KW, C_in/groups, 16), for the CPU kernels.
     assert [m.entry_channels_last for m in convs] == [True] + [False] * (len(convs) - 1)
-    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert convs[0].weight.shape == (1, 4, 7, 7, 3, 16)
+    assert all(m.weight.dim() == 6 and m.weight.is_contiguous() for m in convs)
     assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in fast.modules())
 
 
@@ -164,4 +166,4 @@ def test_save_and_load_a_whole_optimized_model(fast, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), fast(x))
     assert loaded.conv1.op is fast.conv1.op
-    assert fastresnet.explain(loaded).info.backend == "reference"
+    assert fastresnet.explain(loaded).info.backend == "cpp"

@@ -21,24 +21,30 @@ def run_bench(tmp_path, *extra):
 
 
 def test_bench_end_to_end(tmp_path):
-    rows, report = run_bench(tmp_path, "--backends", "eager,eager-channels-last,fastresnet,fastresnet-cpp", "--per-layer")
+    rows, report = run_bench(
+        tmp_path, "--backends", "eager,eager-channels-last,fastresnet,fastresnet-reference", "--per-layer"
+    )
     assert all(set(row) == ROW_KEYS for row in rows)
     latency = [r for r in rows if r["metric"] == "latency_ms"]
     assert {(r["backend"], r["batch"]) for r in latency} == {
-        (b, n) for b in ("eager", "eager-channels-last", "fastresnet") for n in (1, 2)
+        (b, n) for b in ("eager", "eager-channels-last", "fastresnet", "fastresnet-reference") for n in (1, 2)
     }
     assert all(0 < r["p20"] <= r["p50"] <= r["p80"] for r in latency)
     metrics = {r["metric"] for r in rows}
     assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager"} <= metrics
     eager_speedup = [r["p50"] for r in rows if r["metric"] == "speedup_vs_eager" and r["backend"] == "eager"]
     assert eager_speedup == [1.0, 1.0]
-    # The cpp backend has no CPU kernels: reported with its reason, not silently dropped.
-    (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp"}
-    assert "no fused kernels for cpu" in unavailable
-    assert "| fastresnet-cpp | unavailable |" in report and "## resnet18, batch 2" in report
+    assert "| fastresnet | " in report and "## resnet18, batch 2" in report
     assert "## Per layer: resnet18, batch 1" in report and "| conv1 | 3->64 7x7/s2" in report
     for png in ("speedup.png", "per_layer_resnet18.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unavailable_backend_is_reported_with_its_reason(tmp_path):
+    rows, report = run_bench(tmp_path, "--dtype", "bfloat16", "--backends", "eager,fastresnet-cpp")
+    (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp"}
+    assert "the CPU kernels are float32 only" in unavailable
+    assert "| fastresnet-cpp | unavailable |" in report
 
 
 def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -89,9 +95,12 @@ def test_bad_arguments_list_the_valid_choices(argv, message, capsys):
 
 
 def test_default_candidates_are_everything_that_can_run():
-    names = cli.default_candidates(torch.device("cpu"))
+    names = cli.default_candidates(torch.device("cpu"), torch.float32)
     assert names[:5] == ["eager", "eager-channels-last", "torch-compile", "onnxruntime", "fastresnet"]
     assert "fastresnet-triton" not in names  # the CPU interpreter is for tests, not for timing
+    assert names[5:] == ["fastresnet-reference"]  # fastresnet itself is cpp, auto's choice
+    # In bfloat16 auto falls back to the reference backend, and cpp is not offered.
+    assert cli.default_candidates(torch.device("cpu"), torch.bfloat16)[4:] == ["fastresnet"]
 
 
 def test_verify_on_random_and_real_data(tmp_path):
@@ -103,4 +112,4 @@ def test_verify_on_random_and_real_data(tmp_path):
     assert all(r["passed"] and r["top1_agreement"] == 1.0 for r in rows)
     digits = rows[1]
     assert digits["eager_accuracy"] == digits["fastresnet_accuracy"] > 0.5  # it learned something real
-    assert "| resnet18 (digits) | reference (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()
+    assert "| resnet18 (digits) | cpp (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()

@@ -51,11 +51,13 @@ def assert_same_top1(fused: torch.Tensor, ref64: torch.Tensor, tolerance: float)
     assert torch.equal(fused.argmax(1)[decisive], ref64.argmax(1)[decisive])
 
 
+@pytest.mark.parametrize("backend", ["cpp", "reference"])  # on CPU: the AVX2 kernels, and the fallback
 @pytest.mark.parametrize("name", list(MODELS))
-def test_classifier_parity_fp32(name):
+def test_classifier_parity_fp32(name, backend):
     model = calibrated(MODELS[name]())
     x = torch.randn(2, 3, 64, 64)
-    fast, fused, ref64, result = run_parity(model, x)
+    fast, fused, ref64, result = run_parity(model, x, backend=backend)
+    assert fastresnet.explain(fast).info.backend == backend
     assert fused.shape == ref64.shape
     assert_same_top1(fused, ref64, result.bound)
     # Every conv and BN was fused: nothing of the kind runs eagerly.

@@ -99,7 +99,7 @@ def test_se_block_uses_the_standalone_add_relu():
     (block,) = [m for m in fast.modules() if isinstance(m, FusedResidualBlock)]
     assert isinstance(block.merge, FusedAddReLU)
     assert isinstance(block.last, SqueezeExcite)
-    assert any(row.pattern == "add+relu" and row.op == "reference_add_relu" for row in info.fused)
+    assert any(row.pattern == "add+relu" and row.op == "cpp_add_relu" for row in info.fused)
 
 
 def test_block_with_a_different_forward_stays_eager_with_the_reason():
@@ -186,7 +186,7 @@ def test_a_single_block_as_the_whole_model():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), block(x), atol=1e-5, rtol=1e-5)
-    assert fastresnet.explain(fast).info.backend == "reference"
+    assert fastresnet.explain(fast).info.backend == "cpp"
 
 
 def test_nothing_recognised_warns():

@@ -79,14 +79,14 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def default_candidates(device: torch.device) -> list[str]:
+def default_candidates(device: torch.device, dtype: torch.dtype) -> list[str]:
     """Every peer and fastresnet (its auto choice), plus each other backend that can run
-    here at full speed (not Triton's CPU interpreter)."""
-    chosen, _ = backends.select_backend("auto", device)
+    here in ``dtype`` at full speed (not Triton's CPU interpreter)."""
+    chosen, _ = backends.select_backend("auto", device, dtype)
     extra = [
         f"fastresnet-{b.name}"
         for b in backends.BACKENDS.values()
-        if b is not chosen and b.priority(device) >= 0 and not b.not_supported_reasons(device)
+        if b is not chosen and b.priority(device) >= 0 and not b.not_supported_reasons(device, dtype)
     ]
     return [*peers.PEERS, "fastresnet", *extra]
 
@@ -107,7 +107,7 @@ def _validate(args, parse: argparse.ArgumentParser) -> None:
 
 
 def bench(args) -> int:
-    candidates = args.backends or default_candidates(args.device)
+    candidates = args.backends or default_candidates(args.device, args.dtype)
     progress = Progress(len(args.models) * len(args.batch_sizes))
     result = run_benchmark(
         args.models, args.batch_sizes, args.image_size, args.dtype, args.device, candidates, args.repeats, args.warmup,

@@ -85,13 +85,13 @@ def time_layers(original: nn.Module, optimized: nn.Module, x: torch.Tensor, roun
             samples = measure_interleaved(
                 {"eager": lambda: eager(*eager_args), "fused": lambda: fused(*args)}, rounds=rounds, warmup=warmup
             )
-            c_out, c_in_g, kh, kw = fused.weight.shape
+            (kh, kw), c_in_g = fused.kernel_size, fused.in_channels // fused.groups
             x, residual = args[0], (args[1] if len(args) > 1 else None)
             out_shape = checks.check_conv2d_args(
                 row.module, x, fused.weight, fused.bias, residual, fused.stride, fused.padding, fused.dilation, fused.groups
             )
             gflop = 2 * math.prod(out_shape) * c_in_g * kh * kw / 1e9
-            shape = f"{fused.in_channels}->{c_out} {kh}x{kw}/s{fused.stride[0]} g{fused.groups} @ {tuple(args[0].shape[2:])}"
+            shape = f"{fused.in_channels}->{fused.out_channels} {kh}x{kw}/s{fused.stride[0]} g{fused.groups} @ {tuple(args[0].shape[2:])}"
             timings.append(
                 LayerTiming(row.module, " + ".join(row.replaces), shape, gflop,
                             samples["eager"].p50 * 1e3, samples["fused"].p50 * 1e3)

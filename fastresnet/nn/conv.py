@@ -13,7 +13,9 @@ from .op_holder import OpHolder
 class FusedConv2d(OpHolder):
     """``act(conv2d(x, weight) + bias (+ residual))`` through one backend op.
 
-    Inference only: the folded weight and bias are buffers, not parameters.
+    Inference only: the folded weight and bias are buffers, not parameters. The weight is in
+    the layout its backend reads (see ``checks.conv_weight_geometry``), so the conv's
+    geometry is kept beside it.
     ``entry_name`` is set on the model's first fused conv so that a wrong input is reported
     in terms of the model ("expected 3 input channels") before any kernel runs;
     ``entry_channels_last`` makes it convert the input to channels_last once, for backends
@@ -38,17 +40,14 @@ class FusedConv2d(OpHolder):
         self.register_buffer("bias", bias)
         self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
         self.groups = groups
+        self.out_channels, c_in_per_group, kh, kw = checks.conv_weight_geometry(
+            "FusedConv2d", weight, bias, groups
+        )
+        self.in_channels = c_in_per_group * groups
+        self.kernel_size = (kh, kw)
         self.relu = relu
         self.entry_name: str | None = None
         self.entry_channels_last = False
-
-    @property
-    def in_channels(self) -> int:
-        return self.weight.shape[1] * self.groups
-
-    @property
-    def out_channels(self) -> int:
-        return self.weight.shape[0]
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.entry_name is not None:
@@ -66,9 +65,8 @@ class FusedConv2d(OpHolder):
         )
 
     def extra_repr(self) -> str:
-        c_out, _, kh, kw = self.weight.shape
         return (
-            f"{self.in_channels}, {c_out}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
             f"relu={self.relu}, backend={self.backend!r}, dtype={self.weight.dtype}"
         )

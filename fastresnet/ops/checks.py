@@ -68,6 +68,34 @@ def _spatial_output(where: str, x: torch.Tensor, out_h, out_w) -> None:
         )
 
 
+# Output channels per block of the weight layout that the C++ CPU kernels read.
+WEIGHT_BLOCK = 16
+
+
+def conv_weight_geometry(where: str, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> tuple:
+    """(C_out, C_in/groups, KH, KW) of a conv weight given either as such, or blocked for the
+    C++ CPU kernels: (groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16), C_out then
+    being the bias's length."""
+    if weight.dim() == 4:
+        return tuple(weight.shape)
+    if weight.dim() == 6 and bias.dim() == 1:
+        c_out = bias.shape[0]
+        g, blocks, kh, kw, c_in_per_group, block = weight.shape
+        if groups >= 1 and c_out % groups == 0:
+            expected_blocks = -(-(c_out // groups) // WEIGHT_BLOCK)
+            if (g, blocks, block) == (groups, expected_blocks, WEIGHT_BLOCK):
+                return c_out, c_in_per_group, kh, kw
+            raise ValueError(
+                f"{where}: expected a blocked weight of shape ({groups}, {expected_blocks}, KH, KW, C_in/groups, "
+                f"{WEIGHT_BLOCK}) for groups={groups} and C_out={c_out} (the bias's length); got {_shape(weight)}"
+            )
+    raise ValueError(
+        f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), or one blocked for the C++ CPU kernels, "
+        f"6-D (groups, ceil(C_out/groups/{WEIGHT_BLOCK}), KH, KW, C_in/groups, {WEIGHT_BLOCK}) with a 1-D bias; "
+        f"got a weight of shape {_shape(weight)} and a bias of shape {_shape(bias)}"
+    )
+
+
 def check_conv2d_args(
     where: str,
     input: torch.Tensor,
@@ -80,9 +108,7 @@ def check_conv2d_args(
     groups: int,
 ) -> tuple:
     """Validate a conv2d_bias_act call and return its output shape."""
-    if weight.dim() != 4:
-        raise ValueError(f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape {_shape(weight)}")
-    c_out, c_in_per_group, kh, kw = weight.shape
+    c_out, c_in_per_group, kh, kw = conv_weight_geometry(where, weight, bias, groups)
     if groups < 1 or c_out % groups != 0:
         raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
     check_activation(where, input, dtype=weight.dtype, device=weight.device, channels=c_in_per_group * groups)

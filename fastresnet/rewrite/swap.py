@@ -172,7 +172,7 @@ class Rewriter:
         conv = unit.conv.module
         weight, bias = fold_conv_bn(conv, unit.bn.module if unit.bn else None, self.dtype)
         fused = FusedConv2d(
-            self.backend.prepare_weight(weight),
+            self.backend.prepare_weight(weight, conv.groups),
             bias,
             stride=conv.stride,
             padding=conv.padding,

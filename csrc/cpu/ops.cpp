@@ -1,0 +1,222 @@
+// Registers the AVX2 kernels (conv.cpp, pool.cpp) as the CPU implementations of the
+// fastresnet::cpp_* ops, whose schemas and fake implementations are defined in Python
+// (fastresnet/ops/schemas.py). Argument checks mirror fastresnet/ops/checks.py.
+//
+// The kernels work on NHWC (channels_last) fp32. Inside an optimized model every activation
+// already is NHWC (its first conv converts the input once) and conv weights arrive blocked
+// (block_conv_weight, done once by optimize()); other inputs are accepted and converted
+// per call, which is correct but pays for the conversion.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <string>
+
+#include "conv.h"
+#include "ops.h"
+#include "pool.h"
+
+namespace fastresnet::cpu {
+
+std::string unsupported_reason() {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    return "this CPU lacks AVX2/FMA, which the C++ CPU kernels need";
+  }
+  return "";
+#else
+  return "the C++ CPU kernels are written for x86-64 with AVX2/FMA";
+#endif
+}
+
+at::Tensor block_conv_weight(const at::Tensor& weight, int64_t groups) {
+  TORCH_CHECK(weight.dim() == 4, "block_conv_weight: expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape ",
+              weight.sizes());
+  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "block_conv_weight: groups=", groups,
+              " must divide C_out=", weight.size(0));
+  const int64_t out_c_g = weight.size(0) / groups, in_c_g = weight.size(1);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t blocks = (out_c_g + kBlock - 1) / kBlock;
+  at::Tensor w = weight.reshape({groups, out_c_g, in_c_g, kh, kw});
+  w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * kBlock - out_c_g});  // zero output channels
+  // (G, NB, 16, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, 16): a block's reduction axis in
+  // NHWC order (kernel row, kernel column, channel), 16 output channels side by side.
+  return w.reshape({groups, blocks, kBlock, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
+}
+
+namespace {
+
+void check_runnable(const char* op) {
+  static const std::string reason = unsupported_reason();
+  TORCH_CHECK(reason.empty(), op, ": ", reason);
+}
+
+void check_activation(const at::Tensor& t, const char* op, const char* what) {
+  TORCH_CHECK(t.dim() == 4, op, ": expected a 4-D ", what, " (N, C, H, W), got a ", t.dim(), "-D tensor of shape ",
+              t.sizes());
+  TORCH_CHECK(t.device().is_cpu(), op, ": expected a CPU ", what, ", got one on ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": the C++ CPU kernels take float32, got a ", what, " of dtype ",
+              t.scalar_type());
+}
+
+// The layout contract of every fused op: channels_last in, channels_last out; anything
+// else gives a contiguous output.
+at::MemoryFormat output_format(const at::Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast) ? at::MemoryFormat::ChannelsLast
+                                                                                : at::MemoryFormat::Contiguous;
+}
+
+at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+
+// An output the kernels can write (NHWC), and the one to return in the contract's layout.
+struct Output {
+  at::Tensor result, nhwc;
+  Output(at::IntArrayRef shape, const at::Tensor& like)
+      : result(at::empty(shape, like.options(), output_format(like))),
+        nhwc(result.is_contiguous(at::MemoryFormat::ChannelsLast)
+                 ? result
+                 : at::empty(shape, like.options(), at::MemoryFormat::ChannelsLast)) {}
+  at::Tensor finish() {
+    if (!nhwc.is_same(result)) result.copy_(nhwc);
+    return result;
+  }
+};
+
+at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg, const at::Tensor& bias,
+                           const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, int64_t groups, bool relu) {
+  const char* op = "fastresnet::cpp_conv2d_bias_act";
+  check_runnable(op);
+  check_activation(input, op, "input");
+  TORCH_CHECK(bias.dim() == 1 && bias.scalar_type() == at::kFloat && bias.device().is_cpu(), op,
+              ": expected a float32 CPU bias of shape (C_out,), got ", bias.scalar_type(), " of shape ", bias.sizes());
+  const int64_t out_c = bias.size(0);
+  TORCH_CHECK(groups >= 1 && out_c % groups == 0, op, ": groups=", groups, " must divide C_out=", out_c);
+  // A 4-D weight is blocked here, per call; optimize() blocks it once instead.
+  const at::Tensor weight = weight_arg.dim() == 4 ? block_conv_weight(weight_arg, groups) : weight_arg;
+  if (weight_arg.dim() == 4) {
+    TORCH_CHECK(weight_arg.size(0) == out_c, op, ": expected a weight with C_out=", out_c, " (the bias's length), got ",
+                weight_arg.sizes());
+  }
+  const int64_t blocks = (out_c / groups + kBlock - 1) / kBlock;
+  TORCH_CHECK(weight.dim() == 6 && weight.size(0) == groups && weight.size(1) == blocks && weight.size(5) == kBlock &&
+                  weight.is_contiguous() && weight.scalar_type() == at::kFloat && weight.device().is_cpu(),
+              op, ": expected a float32 CPU weight, (C_out, C_in/groups, KH, KW) or blocked as (groups, ", blocks,
+              ", KH, KW, C_in/groups, ", kBlock, ") and contiguous; got ", weight.scalar_type(), " of shape ",
+              weight.sizes());
+  const int64_t in_c_g = weight.size(4);
+  TORCH_CHECK(input.size(1) == in_c_g * groups, op, ": expected ", in_c_g * groups, " input channels, got shape ",
+              input.sizes());
+  TORCH_CHECK(in_c_g <= kMaxChannelsPerGroup, op, ": at most ", kMaxChannelsPerGroup,
+              " input channels per group, got ", in_c_g);
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation take two values each");
+  ConvShape s{};
+  s.batch = input.size(0), s.in_c = input.size(1), s.in_h = input.size(2), s.in_w = input.size(3);
+  s.kernel_h = weight.size(2), s.kernel_w = weight.size(3);
+  s.stride_h = stride[0], s.stride_w = stride[1], s.pad_h = padding[0], s.pad_w = padding[1];
+  s.dilation_h = dilation[0], s.dilation_w = dilation[1], s.groups = groups, s.out_c = out_c;
+  TORCH_CHECK(s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 && s.dilation_w >= 1 && s.pad_h >= 0 &&
+                  s.pad_w >= 0,
+              op, ": expected stride and dilation >= 1 and padding >= 0, got stride ", stride, ", padding ", padding,
+              ", dilation ", dilation);
+  s.out_h = (s.in_h + 2 * s.pad_h - s.dilation_h * (s.kernel_h - 1) - 1) / s.stride_h + 1;
+  s.out_w = (s.in_w + 2 * s.pad_w - s.dilation_w * (s.kernel_w - 1) - 1) / s.stride_w + 1;
+  TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
+
+  const at::Tensor x = nhwc(input);
+  Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
+  std::optional<at::Tensor> res;
+  if (residual.has_value()) {
+    check_activation(*residual, op, "residual");
+    TORCH_CHECK(residual->sizes() == out.result.sizes(), op, ": expected a residual of the output's shape ",
+                out.result.sizes(), ", got ", residual->sizes());
+    res = nhwc(*residual);
+  }
+  const at::Tensor b = bias.contiguous();
+  if (s.pixels() == 0 || s.out_c == 0) return out.finish();
+  const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
+                      res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
+  const ConvPlan plan = plan_conv(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { run_conv(s, t, plan, begin, end); });
+  return out.finish();
+}
+
+at::Tensor add_relu_op(const at::Tensor& input, const at::Tensor& residual) {
+  const char* op = "fastresnet::cpp_add_relu";
+  check_runnable(op);
+  check_activation(input, op, "input");
+  check_activation(residual, op, "residual");
+  TORCH_CHECK(residual.sizes() == input.sizes(), op, ": expected a residual of the input's shape ", input.sizes(),
+              ", got ", residual.sizes());
+  const at::MemoryFormat format = output_format(input);
+  const at::Tensor x = input.contiguous(format), r = residual.contiguous(format);
+  at::Tensor out = at::empty_like(x, format);
+  const float *xp = x.data_ptr<float>(), *rp = r.data_ptr<float>();
+  float* op_ = out.data_ptr<float>();
+  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) { add_relu(xp, rp, op_, begin, end); });
+  return out;
+}
+
+at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "fastresnet::cpp_max_pool2d";
+  check_runnable(op);
+  check_activation(input, op, "input");
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": kernel_size, stride, padding and dilation take two values each");
+  PoolShape s{};
+  s.batch = input.size(0), s.channels = input.size(1), s.in_h = input.size(2), s.in_w = input.size(3);
+  s.kernel_h = kernel_size[0], s.kernel_w = kernel_size[1], s.stride_h = stride[0], s.stride_w = stride[1];
+  s.pad_h = padding[0], s.pad_w = padding[1], s.dilation_h = dilation[0], s.dilation_w = dilation[1];
+  TORCH_CHECK(s.kernel_h >= 1 && s.kernel_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 &&
+                  s.dilation_w >= 1 && s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.kernel_h &&
+                  2 * s.pad_w <= s.kernel_w,
+              op, ": expected kernel_size, stride, dilation >= 1 and 0 <= padding <= kernel_size / 2, got kernel_size ",
+              kernel_size, ", stride ", stride, ", padding ", padding, ", dilation ", dilation);
+  // As ATen's pooling_output_shape: with ceil_mode the last window must start inside.
+  auto size = [&](int64_t in, int64_t k, int64_t st, int64_t p, int64_t d) {
+    int64_t o = (in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? st - 1 : 0)) / st + 1;
+    if (ceil_mode && (o - 1) * st >= in + p) --o;
+    return o;
+  };
+  s.out_h = size(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
+  s.out_w = size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+  TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
+  const at::Tensor x = nhwc(input);
+  Output out({s.batch, s.channels, s.out_h, s.out_w}, input);
+  const float* xp = x.data_ptr<float>();
+  float* yp = out.nhwc.data_ptr<float>();
+  at::parallel_for(0, s.batch * s.out_h * s.out_w, 16,
+                   [&](int64_t begin, int64_t end) { max_pool_nhwc(s, xp, yp, begin, end); });
+  return out.finish();
+}
+
+at::Tensor global_avg_pool_op(const at::Tensor& input) {
+  const char* op = "fastresnet::cpp_global_avg_pool";
+  check_runnable(op);
+  check_activation(input, op, "input");
+  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0, op, ": expected a non-empty H x W plane, got shape ",
+              input.sizes());
+  const at::Tensor x = nhwc(input);
+  at::Tensor out = at::empty({input.size(0), input.size(1)}, input.options());
+  const float* xp = x.data_ptr<float>();
+  float* yp = out.data_ptr<float>();
+  const int64_t pixels = input.size(2) * input.size(3), channels = input.size(1);
+  at::parallel_for(0, input.size(0), 1, [&](int64_t begin, int64_t end) {
+    global_avg_pool_nhwc(xp, yp, pixels, channels, begin, end);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastresnet, CPU, m) {
+  m.impl("cpp_conv2d_bias_act", &conv2d_bias_act);
+  m.impl("cpp_add_relu", &add_relu_op);
+  m.impl("cpp_max_pool2d", &max_pool2d_op);
+  m.impl("cpp_global_avg_pool", &global_avg_pool_op);
+}
+
+}  // namespace fastresnet::cpu
