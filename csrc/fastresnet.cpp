@@ -64,4 +64,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("block_conv_weight", &fastresnet::cpu::block_conv_weight, py::arg("weight"), py::arg("groups"),
         "A conv weight (C_out, C_in/groups, KH, KW) in the CPU kernels' blocked layout "
         "(groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16).");
+  m.def("winograd_conv_weight", &fastresnet::cpu::winograd_conv_weight, py::arg("weight"),
+        "A 3x3 conv weight (C_out, C_in, 3, 3) transformed for the CPU kernels' Winograd F(2x2, 3x3): "
+        "(4, 4, C_out/16, C_in, 16).");
 }

@@ -157,7 +157,7 @@ def test_fake_rejects_a_wrongly_blocked_weight():
     x, weight, bias, _, *rest, relu = conv_args(CONV_CASES[1])
     with pytest.raises(ValueError, match=r"expected a blocked weight of shape \(1, 1, KH, KW, C_in/groups, 16\)"):
         fastresnet.ops.checks.check_conv2d_args("op", x, blocked(weight, 1)[:, :, :, :, :, :8], bias, None, *rest)
-    with pytest.raises(ValueError, match="expected a 4-D weight .* or one blocked for the C\\+\\+ CPU kernels"):
+    with pytest.raises(ValueError, match="expected a 4-D weight .* or one laid out for the C\\+\\+ CPU kernels"):
         fastresnet.ops.checks.check_conv2d_args("op", x, weight[0], bias, None, *rest)
 
 
@@ -183,3 +183,71 @@ def test_the_real_cpu_check_agrees_with_this_machine():
         flags = next(line for line in f if line.startswith("flags")).split()
     has_avx2 = "avx2" in flags and "fma" in flags
     assert (_ext.extension().cpu_unsupported_reason() == "") == has_avx2
+
+
+# -- Winograd F(2x2, 3x3) ------------------------------------------------------------------
+
+WINOGRAD_CASES = [  # (N, C_in, C_out, H, W, padding)
+    (2, 8, 16, 9, 7, 1),  # odd H and W: the last tiles are partly outside the output
+    (1, 24, 32, 6, 5, 0),  # no padding
+    (1, 16, 16, 3, 3, 2),  # padding 2: whole tiles of zeros at the border
+    (3, 64, 48, 5, 4, 1),  # a batch of small maps: tiles of several images in one chunk
+    (1, 128, 64, 14, 14, 1),  # many tiles: several chunks on both threads
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+@pytest.mark.parametrize("residual,relu", [(True, True), (False, False)])
+def test_winograd_matches_float64(case, residual, relu):
+    n, c_in, c_out, h, w, p = case
+    x = torch.randn(n, c_in, h, w).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(c_out, c_in, 3, 3) / (9 * c_in) ** 0.5, torch.randn(c_out)
+    res = torch.randn(n, c_out, h + 2 * p - 2, w + 2 * p - 2) if residual else None
+    args = ([1, 1], [p, p], [1, 1], 1, relu)
+    out = OPS.conv2d_bias_act(x, _ext.extension().winograd_conv_weight(weight), bias, res, *args)
+    expected = conv_reference64(x, weight, bias, res, *args)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.double(), expected, atol=TOL.atol, rtol=TOL.rtol)
+    torch.library.opcheck(OPS.conv2d_bias_act, (x, _ext.extension().winograd_conv_weight(weight), bias, res, *args))
+
+
+def test_winograd_weight_is_g_g_gt():
+    weight = torch.randn(32, 5, 3, 3, dtype=torch.float64).float()
+    u = _ext.extension().winograd_conv_weight(weight)
+    assert u.shape == (4, 4, 2, 5, 16) and u.is_contiguous()
+    g = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
+    for co, ci in [(0, 0), (17, 4), (31, 2)]:
+        expected = g @ weight[co, ci].double() @ g.T
+        torch.testing.assert_close(u[:, :, co // 16, ci, co % 16].double(), expected, atol=1e-6, rtol=0)
+
+
+def test_winograd_rejects_what_it_cannot_compute():
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    u, bias = _ext.extension().winograd_conv_weight(torch.randn(16, 8, 3, 3)), torch.randn(16)
+    with pytest.raises(RuntimeError, match="stride 1, dilation 1, groups 1"):
+        OPS.conv2d_bias_act(x, u, bias, None, [2, 2], [1, 1], [1, 1], 1, True)
+    with pytest.raises(RuntimeError, match=r"expected 8 input channels \(a multiple of 8\)"):
+        OPS.conv2d_bias_act(x[:, :4], u, bias, None, [1, 1], [1, 1], [1, 1], 1, True)
+    with pytest.raises(ValueError, match=r"expected a Winograd weight of shape \(4, 4, 32/16, C_in, 16\)"):
+        fastresnet.ops.checks.conv_weight_geometry("op", u, torch.randn(32), 1)
+    with pytest.raises(RuntimeError, match="C_out a multiple of 16"):
+        _ext.extension().winograd_conv_weight(torch.randn(12, 8, 3, 3))
+
+
+def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monkeypatch):
+    """3x3 stride-1 convs up to 256x256 channels take Winograd; the rest stay direct."""
+    fast = fastresnet.optimize(tiny_resnet)
+    chosen = {m.algorithm for n, m in fast.named_modules() if n.startswith(("layer1", "layer3"))
+              and getattr(m, "kernel_size", None) == (3, 3) and m.stride == (1, 1)}  # fmt: skip
+    assert chosen == {"winograd"}
+    assert fast.conv1.algorithm == "direct"  # the 7x7 stem
+    assert fast.layer2[0].body[0].algorithm == "direct"  # 3x3 stride 2
+    assert fast.layer4[0].last.algorithm == "direct"  # 512x512: Winograd loses at this width
+    rows = {row.module: row.op for row in fastresnet.explain(fast).info.fused}
+    assert rows["layer1.0.last"] == "cpp_conv2d_bias_act (winograd)" and rows["conv1"] == "cpp_conv2d_bias_act"
+    monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
+    direct = fastresnet.optimize(tiny_resnet)
+    assert {m.algorithm for m in direct.modules() if hasattr(m, "algorithm")} == {"direct"}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), direct(x), atol=1e-4, rtol=1e-4)

@@ -67,6 +67,13 @@ def test_classifier_parity_fp32(name, backend):
     assert blocks == BLOCKS.get(name, 16)
 
 
+def test_direct_convs_only_parity(monkeypatch):
+    """FASTRESNET_WINOGRAD=0: every 3x3 conv of the CPU kernels runs directly."""
+    monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
+    fast, *_ = run_parity(calibrated(MODELS["resnet34"]()), torch.randn(2, 3, 64, 64), backend="cpp")
+    assert {m.algorithm for m in fast.modules() if hasattr(m, "algorithm")} == {"direct"}
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_resnet50_parity_low_precision(dtype):
     model = calibrated(resnet.resnet50(num_classes=10))

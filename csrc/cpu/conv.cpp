@@ -42,7 +42,7 @@ struct Segment {
 struct TileOutput {
   float* out;             // the tile's first pixel, first channel of the block
   const float* residual;  // same position in the residual, or null
-  const float* bias;      // the block's first channel
+  const float* bias;      // the block's first channel, or null for zeros
   int64_t stride;         // between pixels: out_c
   int64_t channels;       // valid channels in this block, 1..16
   bool first, last, relu; // first: start from bias (else from out); last: finish and store
@@ -66,7 +66,7 @@ void tile_kernel(const Segment* segments, int count, const float* panel, const T
   if (io.first) {
 #pragma GCC unroll 8
     for (int v = 0; v < Vectors; ++v) {
-      const __m256 b = load(io.bias + 8 * v, v);
+      const __m256 b = io.bias != nullptr ? load(io.bias + 8 * v, v) : _mm256_setzero_ps();
 #pragma GCC unroll 8
       for (int r = 0; r < Rows; ++r) acc[r][v] = b;
     }
@@ -236,7 +236,7 @@ class TileRunner {
       TileOutput io;
       io.out = t_.output + m0_ * s_.out_c + channel;
       io.residual = t_.residual != nullptr ? t_.residual + m0_ * s_.out_c + channel : nullptr;
-      io.bias = t_.bias + channel;
+      io.bias = t_.bias != nullptr ? t_.bias + channel : nullptr;
       io.stride = s_.out_c;
       io.channels = std::min(kBlock, out_c_g_ - b * kBlock);
       io.first = first_;

@@ -28,7 +28,7 @@ struct ConvShape {
 struct ConvTensors {
   const float* input;     // (batch, in_h, in_w, in_c)
   const float* weight;    // (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, kBlock)
-  const float* bias;      // (out_c,)
+  const float* bias;      // (out_c,), or null for none
   const float* residual;  // (batch, out_h, out_w, out_c), or null
   float* output;          // (batch, out_h, out_w, out_c)
   bool relu;

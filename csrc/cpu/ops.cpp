@@ -16,6 +16,7 @@
 #include "conv.h"
 #include "ops.h"
 #include "pool.h"
+#include "winograd.h"
 
 namespace fastresnet::cpu {
 
@@ -43,6 +44,18 @@ at::Tensor block_conv_weight(const at::Tensor& weight, int64_t groups) {
   // (G, NB, 16, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, 16): a block's reduction axis in
   // NHWC order (kernel row, kernel column, channel), 16 output channels side by side.
   return w.reshape({groups, blocks, kBlock, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
+}
+
+at::Tensor winograd_conv_weight(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % kBlock == 0,
+              "winograd_conv_weight: expected a weight (C_out, C_in, 3, 3) with C_out a multiple of ", kBlock,
+              ", got shape ", weight.sizes());
+  const at::Tensor g = at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0},
+                                  at::TensorOptions().dtype(at::kDouble)).view({4, 3});
+  const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
+  const int64_t out_c = weight.size(0), in_c = weight.size(1);
+  // (C_out/16, 16, C_in, 4, 4) -> (4, 4, C_out/16, C_in, 16)
+  return u.reshape({out_c / kBlock, kBlock, in_c, 4, 4}).permute({3, 4, 0, 2, 1}).contiguous();
 }
 
 namespace {
@@ -83,6 +96,48 @@ struct Output {
   }
 };
 
+// The residual in NHWC, checked against the output's shape; none if not given.
+std::optional<at::Tensor> nhwc_residual(const std::optional<at::Tensor>& residual, const at::Tensor& out,
+                                        const char* op) {
+  if (!residual.has_value()) return std::nullopt;
+  check_activation(*residual, op, "residual");
+  TORCH_CHECK(residual->sizes() == out.sizes(), op, ": expected a residual of the output's shape ", out.sizes(),
+              ", got ", residual->sizes());
+  return nhwc(*residual);
+}
+
+// A 3x3 stride-1 conv with a weight from winograd_conv_weight.
+at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                         const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
+                         at::IntArrayRef dilation, int64_t groups, bool relu) {
+  const char* op = "fastresnet::cpp_conv2d_bias_act (Winograd)";
+  const int64_t out_c = bias.size(0);
+  TORCH_CHECK(weight.size(0) == 4 && weight.size(1) == 4 && weight.size(2) * kBlock == out_c &&
+                  weight.size(4) == kBlock && weight.is_contiguous() && weight.scalar_type() == at::kFloat &&
+                  weight.device().is_cpu(),
+              op, ": expected a contiguous float32 CPU weight from winograd_conv_weight, (4, 4, ", out_c / kBlock,
+              ", C_in, ", kBlock, "); got ", weight.scalar_type(), " of shape ", weight.sizes());
+  TORCH_CHECK(input.size(1) == weight.size(3) && input.size(1) % 8 == 0, op, ": expected ", weight.size(3),
+              " input channels (a multiple of 8), got shape ", input.sizes());
+  TORCH_CHECK(groups == 1 && stride.size() == 2 && stride[0] == 1 && stride[1] == 1 && dilation.size() == 2 &&
+                  dilation[0] == 1 && dilation[1] == 1 && padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0,
+              op, ": a Winograd weight is for 3x3 convs with stride 1, dilation 1, groups 1 and padding >= 0; got "
+              "stride ", stride, ", dilation ", dilation, ", groups ", groups, ", padding ", padding);
+  WinogradShape s{input.size(0), input.size(2), input.size(3), input.size(1), input.size(2) + 2 * padding[0] - 2,
+                  input.size(3) + 2 * padding[1] - 2, out_c, padding[0], padding[1]};
+  TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
+  const at::Tensor x = nhwc(input);
+  Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
+  const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
+  const at::Tensor b = bias.contiguous();
+  if (s.tiles() == 0) return out.finish();
+  const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
+                      res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
+  const WinogradPlan plan = plan_winograd(s, at::get_num_threads());
+  at::parallel_for(0, plan.chunks, 1, [&](int64_t begin, int64_t end) { run_winograd(s, t, plan, begin, end); });
+  return out.finish();
+}
+
 at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg, const at::Tensor& bias,
                            const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
                            at::IntArrayRef dilation, int64_t groups, bool relu) {
@@ -93,6 +148,9 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
               ": expected a float32 CPU bias of shape (C_out,), got ", bias.scalar_type(), " of shape ", bias.sizes());
   const int64_t out_c = bias.size(0);
   TORCH_CHECK(groups >= 1 && out_c % groups == 0, op, ": groups=", groups, " must divide C_out=", out_c);
+  if (weight_arg.dim() == 5) {
+    return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu);
+  }
   // A 4-D weight is blocked here, per call; optimize() blocks it once instead.
   const at::Tensor weight = weight_arg.dim() == 4 ? block_conv_weight(weight_arg, groups) : weight_arg;
   if (weight_arg.dim() == 4) {
@@ -127,13 +185,7 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
 
   const at::Tensor x = nhwc(input);
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
-  std::optional<at::Tensor> res;
-  if (residual.has_value()) {
-    check_activation(*residual, op, "residual");
-    TORCH_CHECK(residual->sizes() == out.result.sizes(), op, ": expected a residual of the output's shape ",
-                out.result.sizes(), ", got ", residual->sizes());
-    res = nhwc(*residual);
-  }
+  const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
   if (s.pixels() == 0 || s.out_c == 0) return out.finish();
   const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),

@@ -64,9 +64,14 @@ class FusedConv2d(OpHolder):
             x, self.weight, self.bias, residual, self.stride, self.padding, self.dilation, self.groups, self.relu
         )
 
+    @property
+    def algorithm(self) -> str:
+        """"winograd" when the weight is transformed for Winograd F(2x2, 3x3), else "direct"."""
+        return "winograd" if self.weight.dim() == 5 else "direct"
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-            f"relu={self.relu}, backend={self.backend!r}, dtype={self.weight.dtype}"
+            f"relu={self.relu}, backend={self.backend!r}, dtype={self.weight.dtype}, algorithm={self.algorithm!r}"
         )

@@ -73,11 +73,20 @@ WEIGHT_BLOCK = 16
 
 
 def conv_weight_geometry(where: str, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> tuple:
-    """(C_out, C_in/groups, KH, KW) of a conv weight given either as such, or blocked for the
-    C++ CPU kernels: (groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16), C_out then
-    being the bias's length."""
+    """(C_out, C_in/groups, KH, KW) of a conv weight given either as such, or in one of the
+    C++ CPU kernels' layouts, C_out then being the bias's length: blocked,
+    (groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16), or transformed for Winograd
+    F(2x2, 3x3) (3x3 kernels only), (4, 4, C_out/16, C_in, 16)."""
     if weight.dim() == 4:
         return tuple(weight.shape)
+    if weight.dim() == 5 and bias.dim() == 1:
+        c_out = bias.shape[0]
+        if tuple(weight.shape[:2]) == (4, 4) and weight.shape[2] * WEIGHT_BLOCK == c_out and groups == 1:
+            return c_out, weight.shape[3], 3, 3
+        raise ValueError(
+            f"{where}: expected a Winograd weight of shape (4, 4, {c_out}/{WEIGHT_BLOCK}, C_in, {WEIGHT_BLOCK}) "
+            f"with groups=1 for C_out={c_out} (the bias's length); got {_shape(weight)} with groups={groups}"
+        )
     if weight.dim() == 6 and bias.dim() == 1:
         c_out = bias.shape[0]
         g, blocks, kh, kw, c_in_per_group, block = weight.shape
@@ -90,8 +99,9 @@ def conv_weight_geometry(where: str, weight: torch.Tensor, bias: torch.Tensor, g
                 f"{WEIGHT_BLOCK}) for groups={groups} and C_out={c_out} (the bias's length); got {_shape(weight)}"
             )
     raise ValueError(
-        f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), or one blocked for the C++ CPU kernels, "
-        f"6-D (groups, ceil(C_out/groups/{WEIGHT_BLOCK}), KH, KW, C_in/groups, {WEIGHT_BLOCK}) with a 1-D bias; "
+        f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), or one laid out for the C++ CPU kernels "
+        f"with a 1-D bias: blocked, 6-D (groups, ceil(C_out/groups/{WEIGHT_BLOCK}), KH, KW, C_in/groups, "
+        f"{WEIGHT_BLOCK}), or Winograd, 5-D (4, 4, C_out/{WEIGHT_BLOCK}, C_in, {WEIGHT_BLOCK}); "
         f"got a weight of shape {_shape(weight)} and a bias of shape {_shape(bias)}"
     )
 

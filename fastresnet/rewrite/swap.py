@@ -136,7 +136,7 @@ class Rewriter:
             for step in steps[1:]:
                 module.set_submodule(step.name, nn.Identity())
             pattern = unit.pattern + (" (stem)" if match.before_maxpool else "")
-            self._record(_join(name, unit.conv.name), self._names(unit, name), pattern, fused.op)
+            self._record(_join(name, unit.conv.name), self._names(unit, name), pattern, fused)
 
     def _build_block(self, block: patterns.ResidualBlock, name: str) -> FusedResidualBlock:
         *body_parts, last_part = block.main
@@ -148,7 +148,7 @@ class Rewriter:
             # The block's residual add and ReLU go in the epilogue of its last conv.
             last = self._fused_conv(last_part, _join(name, last_part.conv.name), relu=True)
             self._record(
-                _join(name, "last"), self._names(last_part, name) + add_relu, f"{last_part.pattern}+add+relu", last.op
+                _join(name, "last"), self._names(last_part, name) + add_relu, f"{last_part.pattern}+add+relu", last
             )
         else:
             last = self._build_part(last_part, name, _join(name, "last"))
@@ -160,7 +160,7 @@ class Rewriter:
         """A fused conv for a ConvUnit; the module itself (or a ReLU) for a leftover Step."""
         if isinstance(part, ConvUnit):
             fused = self._fused_conv(part, _join(prefix, part.conv.name))
-            self._record(new_name, self._names(part, prefix), part.pattern, fused.op)
+            self._record(new_name, self._names(part, prefix), part.pattern, fused)
             return fused
         if part.module is None:  # a functional relu
             return nn.ReLU()
@@ -172,7 +172,7 @@ class Rewriter:
         conv = unit.conv.module
         weight, bias = fold_conv_bn(conv, unit.bn.module if unit.bn else None, self.dtype)
         fused = FusedConv2d(
-            self.backend.prepare_weight(weight, conv.groups),
+            self.backend.prepare_weight(weight, conv.groups, conv.stride, conv.dilation),
             bias,
             stride=conv.stride,
             padding=conv.padding,
@@ -193,7 +193,11 @@ class Rewriter:
         return [_join(prefix, n) if n != "F.relu" else f"F.relu in {prefix or 'model'}" for n in unit.names()]
 
     def _record(self, module: str, replaces: list[str], pattern: str, op) -> None:
-        self.fused.append(FusedRow(module or "(model)", replaces, pattern, _op_name(op)))
+        """``op``: an OpOverload, or a FusedConv2d (whose algorithm is shown when not direct)."""
+        name = _op_name(op.op) if isinstance(op, FusedConv2d) else _op_name(op)
+        if isinstance(op, FusedConv2d) and op.algorithm != "direct":
+            name += f" ({op.algorithm})"
+        self.fused.append(FusedRow(module or "(model)", replaces, pattern, name))
 
     def _eager_rows(self, root: nn.Module) -> list[EagerRow]:
         rows = list(self.unfused_adds)
