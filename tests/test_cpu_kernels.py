@@ -188,6 +188,7 @@ def test_the_real_cpu_check_agrees_with_this_machine():
 # -- Winograd F(2x2, 3x3) ------------------------------------------------------------------
 
 WINOGRAD_CASES = [  # (N, C_in, C_out, H, W, padding)
+    (1, 64, 64, 4, 4, 1),  # few tiles: the threads split the output channels instead
     (2, 8, 16, 9, 7, 1),  # odd H and W: the last tiles are partly outside the output
     (1, 24, 32, 6, 5, 0),  # no padding
     (1, 16, 16, 3, 3, 2),  # padding 2: whole tiles of zeros at the border
@@ -235,14 +236,17 @@ def test_winograd_rejects_what_it_cannot_compute():
 
 
 def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monkeypatch):
-    """3x3 stride-1 convs up to 256x256 channels take Winograd; the rest stay direct."""
+    """3x3 stride-1 convs up to 512x512 channels take Winograd; the rest stay direct."""
     fast = fastresnet.optimize(tiny_resnet)
     chosen = {m.algorithm for n, m in fast.named_modules() if n.startswith(("layer1", "layer3"))
               and getattr(m, "kernel_size", None) == (3, 3) and m.stride == (1, 1)}  # fmt: skip
     assert chosen == {"winograd"}
     assert fast.conv1.algorithm == "direct"  # the 7x7 stem
     assert fast.layer2[0].body[0].algorithm == "direct"  # 3x3 stride 2
-    assert fast.layer4[0].last.algorithm == "direct"  # 512x512: Winograd loses at this width
+    assert fast.layer4[0].last.algorithm == "winograd"  # 512x512
+    wide = torch.empty(1024, 1024, 3, 3, device="meta")
+    assert not fastresnet.backends.use_winograd(wide, 1, (1, 1), (1, 1))  # wider: not measured, direct
+    assert not fastresnet.backends.use_winograd(torch.empty(32, 12, 3, 3), 1, (1, 1), (1, 1))  # C_in % 8
     rows = {row.module: row.op for row in fastresnet.explain(fast).info.fused}
     assert rows["layer1.0.last"] == "cpp_conv2d_bias_act (winograd)" and rows["conv1"] == "cpp_conv2d_bias_act"
     monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")

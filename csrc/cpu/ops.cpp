@@ -134,7 +134,7 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
   const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
                       res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
   const WinogradPlan plan = plan_winograd(s, at::get_num_threads());
-  at::parallel_for(0, plan.chunks, 1, [&](int64_t begin, int64_t end) { run_winograd(s, t, plan, begin, end); });
+  at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) { run_winograd(s, t, plan, begin, end); });
   return out.finish();
 }
 

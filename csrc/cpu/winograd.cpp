@@ -64,19 +64,19 @@ void transform_input(const WinogradShape& s, const float* input, int64_t first_t
   }
 }
 
-// Y = A^T M A for every 8 channels of each tile, then bias, residual, ReLU, and the store of
-// the outputs that lie inside the image.
+// Y = A^T M A for each tile and 8 of the `channels` output channels from `first_channel` on
+// (M holds just those), then bias, residual, ReLU, and the store of the outputs inside the image.
 void transform_output(const WinogradShape& s, const ConvTensors& ts, const float* m, int64_t first_tile,
-                      int64_t tiles) {
-  const int64_t c_out = s.out_c, slab = tiles * c_out;
+                      int64_t tiles, int64_t first_channel, int64_t channels) {
+  const int64_t c_out = s.out_c, slab = tiles * channels;
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t t = 0; t < tiles; ++t) {
     const Tile tile = tile_at(s, first_tile + t);
-    const int64_t base = ((tile.n * s.out_h + tile.y) * s.out_w + tile.x) * c_out;
+    const int64_t base = ((tile.n * s.out_h + tile.y) * s.out_w + tile.x) * c_out + first_channel;
     const bool inside[2][2] = {{true, tile.x + 1 < s.out_w},
                                {tile.y + 1 < s.out_h, tile.y + 1 < s.out_h && tile.x + 1 < s.out_w}};
-    for (int64_t c = 0; c < c_out; c += 8) {
-      const float* in = m + t * c_out + c;
+    for (int64_t c = 0; c < channels; c += 8) {
+      const float* in = m + t * channels + c;
       __m256 p[4][4];
       for (int k = 0; k < 16; ++k) p[k / 4][k % 4] = _mm256_loadu_ps(in + k * slab);
       __m256 r[2][4];  // A^T M
@@ -84,7 +84,7 @@ void transform_output(const WinogradShape& s, const ConvTensors& ts, const float
         r[0][j] = _mm256_add_ps(_mm256_add_ps(p[0][j], p[1][j]), p[2][j]);
         r[1][j] = _mm256_sub_ps(_mm256_sub_ps(p[1][j], p[2][j]), p[3][j]);
       }
-      const __m256 bias = _mm256_loadu_ps(ts.bias + c);
+      const __m256 bias = _mm256_loadu_ps(ts.bias + first_channel + c);
       for (int i = 0; i < 2; ++i) {
         __m256 y[2];  // (A^T M) A
         y[0] = _mm256_add_ps(_mm256_add_ps(r[i][0], r[i][1]), r[i][2]);
@@ -105,10 +105,15 @@ void transform_output(const WinogradShape& s, const ConvTensors& ts, const float
 }  // namespace
 
 WinogradPlan plan_winograd(const WinogradShape& s, int threads) {
-  const int64_t workers = std::max(threads, 1);
+  const int64_t workers = std::max(threads, 1), blocks = s.out_c / kBlock;
   WinogradPlan p;
-  // A whole number of equal chunks per thread, each near the target size.
-  p.chunks = std::min(s.tiles(), workers * ceil_div(s.tiles(), workers * kTargetTilesPerChunk));
+  // Too few tiles to give every thread a full chunk (deep layers at small batch): the threads
+  // share the tiles and split the output channels, so each streams only its part of the
+  // transformed weight, and reuses it across all the tiles.
+  p.ranges = s.tiles() < workers * kTargetTilesPerChunk / 2 && blocks % workers == 0 ? workers : 1;
+  p.blocks_per_range = blocks / p.ranges;
+  // Otherwise a whole number of equal chunks per thread, each near the target size.
+  p.chunks = p.ranges > 1 ? 1 : std::min(s.tiles(), workers * ceil_div(s.tiles(), workers * kTargetTilesPerChunk));
   p.tiles_per_chunk = ceil_div(s.tiles(), p.chunks);
   p.chunks = ceil_div(s.tiles(), p.tiles_per_chunk);
   return p;
@@ -118,28 +123,31 @@ void run_winograd(const WinogradShape& s, const ConvTensors& ts, const WinogradP
                   int64_t end) {
   // Per thread, grown once: the transformed input (16 x tiles x C_in) and the products.
   thread_local std::vector<float> scratch;
-  const int64_t v_size = 16 * plan.tiles_per_chunk * s.in_c, m_size = 16 * plan.tiles_per_chunk * s.out_c;
+  const int64_t channels = plan.blocks_per_range * kBlock;
+  const int64_t v_size = 16 * plan.tiles_per_chunk * s.in_c, m_size = 16 * plan.tiles_per_chunk * channels;
   if (scratch.size() < static_cast<size_t>(v_size + m_size)) scratch.resize(v_size + m_size);
   float* v = scratch.data();
   float* m = v + v_size;
   const int64_t blocks = s.out_c / kBlock;
-  for (int64_t chunk = begin; chunk < end; ++chunk) {
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t chunk = item / plan.ranges, first_channel = (item % plan.ranges) * channels;
     const int64_t first = chunk * plan.tiles_per_chunk, tiles = std::min(plan.tiles_per_chunk, s.tiles() - first);
     transform_input(s, ts.input, first, tiles, v);
     // Each position's product is a 1x1 conv of `tiles` pixels: the direct kernel, on this thread.
     ConvShape gemm{};
     gemm.batch = gemm.in_h = gemm.out_h = 1;
     gemm.in_w = gemm.out_w = tiles;
-    gemm.in_c = s.in_c, gemm.out_c = s.out_c;
+    gemm.in_c = s.in_c, gemm.out_c = channels;
     gemm.kernel_h = gemm.kernel_w = gemm.stride_h = gemm.stride_w = gemm.dilation_h = gemm.dilation_w = 1;
     gemm.groups = 1;
     const ConvPlan gemm_plan = plan_conv(gemm, 1);
     for (int64_t p = 0; p < 16; ++p) {
-      const ConvTensors product{v + p * tiles * s.in_c, ts.weight + p * blocks * s.in_c * kBlock, nullptr, nullptr,
-                                m + p * tiles * s.out_c, false};
+      // Position p's slab, from the first block of this item's channels: (blocks, C_in, 16).
+      const float* weight = ts.weight + p * blocks * s.in_c * kBlock + first_channel * s.in_c;
+      const ConvTensors product{v + p * tiles * s.in_c, weight, nullptr, nullptr, m + p * tiles * channels, false};
       run_conv(gemm, product, gemm_plan, 0, gemm_plan.items(gemm));
     }
-    transform_output(s, ts, m, first, tiles);
+    transform_output(s, ts, m, first, tiles, first_channel, channels);
   }
 }
 

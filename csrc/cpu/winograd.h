@@ -21,13 +21,16 @@ struct WinogradShape {
 
 // weight: the transformed weight, (4, 4, out_c / 16, in_c, 16): for each of the 16 positions
 // of the transformed tile, a 1x1 conv weight blocked as the direct kernel reads it.
+// Work items are (chunk of tiles, range of output channels): chunk-major, ranges inner.
 struct WinogradPlan {
   int64_t tiles_per_chunk, chunks;  // a chunk's transformed input and products stay near L2
+  int64_t blocks_per_range, ranges;  // 16-channel blocks of the output per item
+  int64_t items() const { return chunks * ranges; }
 };
 
 WinogradPlan plan_winograd(const WinogradShape& shape, int threads);
 
-// Runs chunks [begin, end); each thread needs its own call (it keeps a scratch buffer).
+// Runs items [begin, end); each thread needs its own call (it keeps a scratch buffer).
 void run_winograd(const WinogradShape& shape, const ConvTensors& tensors, const WinogradPlan& plan, int64_t begin,
                   int64_t end);
 
