@@ -11,6 +11,7 @@
 
 #include "cpu/fma_peak.h"
 #include "cpu/ops.h"
+#include "cpu/output_cache.h"
 
 namespace {
 
@@ -64,6 +65,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("block_conv_weight", &fastresnet::cpu::block_conv_weight, py::arg("weight"), py::arg("groups"),
         "A conv weight (C_out, C_in/groups, KH, KW) in the CPU kernels' blocked layout "
         "(groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16).");
+  m.def("cpu_cached_output_bytes", &fastresnet::cpu::cached_output_bytes,
+        "Bytes of freed CPU kernel outputs held for reuse (at most 512 MiB).");
+  m.def("cpu_release_cached_outputs", &fastresnet::cpu::release_cached_outputs,
+        "Return the cached CPU kernel output memory to the system; the bytes released.");
   m.def("winograd_conv_weight", &fastresnet::cpu::winograd_conv_weight, py::arg("weight"),
         "A 3x3 conv weight (C_out, C_in, 3, 3) transformed for the CPU kernels' Winograd F(2x2, 3x3): "
         "(4, 4, C_out/16, C_in, 16).");

@@ -255,3 +255,21 @@ def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monke
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), direct(x), atol=1e-4, rtol=1e-4)
+
+
+def test_output_memory_is_reused_only_after_the_tensor_is_freed():
+    ext = _ext.extension()
+    x, weight, bias, _, *rest = conv_args(KERNEL_CASES[0], residual=False, channels_last=True)
+    weight = blocked(weight, 1)
+    first = OPS.conv2d_bias_act(x, weight, bias, None, *rest)
+    kept = first.clone()
+    second = OPS.conv2d_bias_act(x * 2, weight, bias, None, *rest)  # `first` is alive: new memory
+    assert second.data_ptr() != first.data_ptr() and torch.equal(first, kept)
+    address = second.data_ptr()
+    del second
+    assert ext.cpu_cached_output_bytes() > 0
+    third = OPS.conv2d_bias_act(x, weight, bias, None, *rest)
+    assert third.data_ptr() == address and torch.equal(third, kept)  # the freed block, rewritten
+    del third
+    released = ext.cpu_release_cached_outputs()
+    assert released > 0 and ext.cpu_cached_output_bytes() == 0

@@ -15,6 +15,7 @@
 
 #include "conv.h"
 #include "ops.h"
+#include "output_cache.h"
 #include "pool.h"
 #include "winograd.h"
 
@@ -86,7 +87,7 @@ at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::Cha
 struct Output {
   at::Tensor result, nhwc;
   Output(at::IntArrayRef shape, const at::Tensor& like)
-      : result(at::empty(shape, like.options(), output_format(like))),
+      : result(empty_output(shape, output_format(like))),
         nhwc(result.is_contiguous(at::MemoryFormat::ChannelsLast)
                  ? result
                  : at::empty(shape, like.options(), at::MemoryFormat::ChannelsLast)) {}
@@ -204,7 +205,7 @@ at::Tensor add_relu_op(const at::Tensor& input, const at::Tensor& residual) {
               ", got ", residual.sizes());
   const at::MemoryFormat format = output_format(input);
   const at::Tensor x = input.contiguous(format), r = residual.contiguous(format);
-  at::Tensor out = at::empty_like(x, format);
+  at::Tensor out = empty_output(x.sizes(), format);
   const float *xp = x.data_ptr<float>(), *rp = r.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
   at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) { add_relu(xp, rp, op_, begin, end); });

@@ -10,6 +10,24 @@
 
 namespace fastresnet::cpu {
 
+namespace {
+
+// Calls visit(offset) with the pixel offset (in pixels, within the image) of every tap of
+// output pixel (y, x)'s window that lies inside the input: the padding never takes part.
+template <typename Visit>
+inline void for_each_tap(const PoolShape& s, int64_t y, int64_t x, Visit visit) {
+  for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
+    const int64_t iy = y * s.stride_h - s.pad_h + kh * s.dilation_h;
+    if (iy < 0 || iy >= s.in_h) continue;
+    for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+      const int64_t ix = x * s.stride_w - s.pad_w + kw * s.dilation_w;
+      if (ix >= 0 && ix < s.in_w) visit(iy * s.in_w + ix);
+    }
+  }
+}
+
+}  // namespace
+
 void max_pool_nhwc(const PoolShape& s, const float* input, float* output, int64_t begin, int64_t end) {
   const int64_t c = s.channels;
   const __m256 lowest = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
@@ -21,31 +39,19 @@ void max_pool_nhwc(const PoolShape& s, const float* input, float* output, int64_
     for (; ch + 8 <= c; ch += 8) {
       __m256 best = lowest;
       __m256 nan = _mm256_setzero_ps();  // lanes that saw a NaN (all bits set)
-      for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
-        const int64_t iy = y * s.stride_h - s.pad_h + kh * s.dilation_h;
-        if (iy < 0 || iy >= s.in_h) continue;
-        for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
-          const int64_t ix = x * s.stride_w - s.pad_w + kw * s.dilation_w;
-          if (ix < 0 || ix >= s.in_w) continue;
-          const __m256 v = _mm256_loadu_ps(image + (iy * s.in_w + ix) * c + ch);
-          best = _mm256_max_ps(v, best);
-          nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        }
-      }
+      for_each_tap(s, y, x, [&](int64_t pixel) {
+        const __m256 v = _mm256_loadu_ps(image + pixel * c + ch);
+        best = _mm256_max_ps(v, best);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      });
       _mm256_storeu_ps(out + ch, _mm256_blendv_ps(best, _mm256_set1_ps(NAN), nan));
     }
     for (; ch < c; ++ch) {
       float best = -std::numeric_limits<float>::infinity();
-      for (int64_t kh = 0; kh < s.kernel_h; ++kh) {
-        const int64_t iy = y * s.stride_h - s.pad_h + kh * s.dilation_h;
-        if (iy < 0 || iy >= s.in_h) continue;
-        for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
-          const int64_t ix = x * s.stride_w - s.pad_w + kw * s.dilation_w;
-          if (ix < 0 || ix >= s.in_w) continue;
-          const float v = image[(iy * s.in_w + ix) * c + ch];
-          if (v > best || std::isnan(v)) best = v;
-        }
-      }
+      for_each_tap(s, y, x, [&](int64_t pixel) {
+        const float v = image[pixel * c + ch];
+        if (v > best || std::isnan(v)) best = v;
+      });
       out[ch] = best;
     }
   }
