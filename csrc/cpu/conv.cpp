@@ -13,8 +13,9 @@
 // one store.
 //
 // Compiled for AVX2+FMA by the pragma below (not by a global -mavx2, which would let the
-// compiler use AVX2 in code that runs at import); this file includes no torch headers, so
-// no inline function from elsewhere is compiled with AVX2 here.
+// compiler use AVX2 in code that runs at import). No torch headers here, and the standard
+// headers come before the pragma, so the inline functions this file shares with the rest
+// of the extension keep the generic target.
 #include "conv.h"
 
 #include <algorithm>
