@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "../op_shapes.h"
 #include "conv.h"
 #include "ops.h"
 #include "output_cache.h"
@@ -72,13 +73,6 @@ void check_activation(const at::Tensor& t, const char* op, const char* what) {
   TORCH_CHECK(t.device().is_cpu(), op, ": expected a CPU ", what, ", got one on ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": the C++ CPU kernels take float32, got a ", what, " of dtype ",
               t.scalar_type());
-}
-
-// The layout contract of every fused op: channels_last in, channels_last out; anything
-// else gives a contiguous output.
-at::MemoryFormat output_format(const at::Tensor& t) {
-  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast) ? at::MemoryFormat::ChannelsLast
-                                                                                : at::MemoryFormat::Contiguous;
 }
 
 at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
@@ -152,11 +146,11 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   if (weight_arg.dim() == 5) {
     return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu);
   }
-  // A 4-D weight is blocked here, per call; optimize() blocks it once instead.
-  const at::Tensor weight = weight_arg.dim() == 4 ? block_conv_weight(weight_arg, groups) : weight_arg;
-  if (weight_arg.dim() == 4) {
+  at::Tensor weight = weight_arg;
+  if (weight_arg.dim() == 4) {  // blocked here, per call; optimize() blocks it once instead
     TORCH_CHECK(weight_arg.size(0) == out_c, op, ": expected a weight with C_out=", out_c, " (the bias's length), got ",
                 weight_arg.sizes());
+    weight = block_conv_weight(weight_arg, groups);
   }
   const int64_t blocks = (out_c / groups + kBlock - 1) / kBlock;
   TORCH_CHECK(weight.dim() == 6 && weight.size(0) == groups && weight.size(1) == blocks && weight.size(5) == kBlock &&
@@ -180,8 +174,8 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
                   s.pad_w >= 0,
               op, ": expected stride and dilation >= 1 and padding >= 0, got stride ", stride, ", padding ", padding,
               ", dilation ", dilation);
-  s.out_h = (s.in_h + 2 * s.pad_h - s.dilation_h * (s.kernel_h - 1) - 1) / s.stride_h + 1;
-  s.out_w = (s.in_w + 2 * s.pad_w - s.dilation_w * (s.kernel_w - 1) - 1) / s.stride_w + 1;
+  s.out_h = conv_output_size(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
+  s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
 
   const at::Tensor x = nhwc(input);
@@ -228,14 +222,8 @@ at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel_size, a
                   2 * s.pad_w <= s.kernel_w,
               op, ": expected kernel_size, stride, dilation >= 1 and 0 <= padding <= kernel_size / 2, got kernel_size ",
               kernel_size, ", stride ", stride, ", padding ", padding, ", dilation ", dilation);
-  // As ATen's pooling_output_shape: with ceil_mode the last window must start inside.
-  auto size = [&](int64_t in, int64_t k, int64_t st, int64_t p, int64_t d) {
-    int64_t o = (in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? st - 1 : 0)) / st + 1;
-    if (ceil_mode && (o - 1) * st >= in + p) --o;
-    return o;
-  };
-  s.out_h = size(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
-  s.out_w = size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+  s.out_h = pool_output_size(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h, ceil_mode);
+  s.out_w = pool_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w, ceil_mode);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
   const at::Tensor x = nhwc(input);
   Output out({s.batch, s.channels, s.out_h, s.out_w}, input);

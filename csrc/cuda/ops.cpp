@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "../op_shapes.h"
 #include "kernels.h"
 
 namespace fastresnet::cuda {
@@ -44,12 +45,6 @@ void check_like(const at::Tensor& t, const at::Tensor& like, const char* op, con
               t.device());
 }
 
-// channels_last in, channels_last out; anything else gives a contiguous output.
-at::MemoryFormat output_format(const at::Tensor& t) {
-  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast) ? at::MemoryFormat::ChannelsLast
-                                                                                : at::MemoryFormat::Contiguous;
-}
-
 void check_launch(cudaError_t error, const char* op) {
   TORCH_CHECK(error == cudaSuccess, op, ": kernel launch failed: ", cudaGetErrorString(error));
 }
@@ -70,8 +65,8 @@ at::Tensor conv2d_bias_act_op(const at::Tensor& input, const at::Tensor& weight,
               weight.size(0), ",), got ", bias.sizes());
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
               ": stride, padding and dilation take two values each");
-  const int64_t oh = (input.size(2) + 2 * padding[0] - dilation[0] * (weight.size(2) - 1) - 1) / stride[0] + 1;
-  const int64_t ow = (input.size(3) + 2 * padding[1] - dilation[1] * (weight.size(3) - 1) - 1) / stride[1] + 1;
+  const int64_t oh = conv_output_size(input.size(2), weight.size(2), stride[0], padding[0], dilation[0]);
+  const int64_t ow = conv_output_size(input.size(3), weight.size(3), stride[1], padding[1], dilation[1]);
   TORCH_CHECK(oh > 0 && ow > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
   c10::cuda::CUDAGuard guard(input.device());
   at::Tensor output = at::empty({input.size(0), weight.size(0), oh, ow}, input.options(), output_format(input));
@@ -105,11 +100,7 @@ at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel, at::In
   const char* op = "fastresnet::cpp_max_pool2d";
   check_activation(input, op);
   auto out_size = [&](int64_t size, int i) {
-    int64_t out = (size + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1 + (ceil_mode ? stride[i] - 1 : 0)) /
-                      stride[i] +
-                  1;
-    if (ceil_mode && (out - 1) * stride[i] >= size + padding[i]) --out;
-    return out;
+    return pool_output_size(size, kernel[i], stride[i], padding[i], dilation[i], ceil_mode);
   };
   c10::cuda::CUDAGuard guard(input.device());
   at::Tensor output = at::empty({input.size(0), input.size(1), out_size(input.size(2), 0), out_size(input.size(3), 1)},

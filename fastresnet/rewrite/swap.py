@@ -194,9 +194,10 @@ class Rewriter:
 
     def _record(self, module: str, replaces: list[str], pattern: str, op) -> None:
         """``op``: an OpOverload, or a FusedConv2d (whose algorithm is shown when not direct)."""
-        name = _op_name(op.op) if isinstance(op, FusedConv2d) else _op_name(op)
-        if isinstance(op, FusedConv2d) and op.algorithm != "direct":
-            name += f" ({op.algorithm})"
+        if isinstance(op, FusedConv2d):
+            name = _op_name(op.op) + ("" if op.algorithm == "direct" else f" ({op.algorithm})")
+        else:
+            name = _op_name(op)
         self.fused.append(FusedRow(module or "(model)", replaces, pattern, name))
 
     def _eager_rows(self, root: nn.Module) -> list[EagerRow]:
