@@ -8,6 +8,7 @@ import warnings
 import torch
 from torch import nn
 
+from . import _ext
 from .backends import select_backend
 from .explain import INFO_ATTRIBUTE, OptimizationInfo
 from .rewrite import Rewriter
@@ -52,6 +53,8 @@ def optimize(
     device = _model_device(model)
     dtype = _resolve_dtype(dtype, model)
     chosen, notes = select_backend(backend, device, dtype)
+    if chosen.name == "cpp" and device.type == "cpu":
+        notes.append(_ext.cpu_isa_note())  # raises if FASTRESNET_CPU_ISA asks for a tier this CPU lacks
     target = model if inplace else copy.deepcopy(model)
     with torch.no_grad():
         optimized, fused, eager = Rewriter(target, chosen, dtype, device).run()

@@ -15,19 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from . import _ext
-from .ops import FusedOps, backend_ops, define_backend_ops, reference
+from .cpu_conv_choice import choose_layout
+from .ops import FusedOps, backend_ops, define_backend_ops, reference, weight_layout
 from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
 ENV_DISABLE_TRITON = "FASTRESNET_DISABLE_TRITON"
-ENV_WINOGRAD = "FASTRESNET_WINOGRAD"  # "0": the CPU kernels run every conv directly
-
-# Winograd F(2x2, 3x3) on CPU reads a transformed weight 16/9 the size of the direct one.
-# Measured per layer (hot caches): 1.6-1.9x over direct up to 256x256 channels, 1.15x (batch
-# 1) and 1.27x (batch 8) at 512x512 on a 7x7 map; whole models with 512x512 included vs
-# excluded: ResNet-34 30.5 vs 31.0 ms (b1), 211 vs 219 ms (b8), ResNet-50 47.1 vs 46.6 ms
-# (b1). Wider layers are not measured, so they stay direct.
-WINOGRAD_MAX_CHANNEL_PRODUCT = 512 * 512
 AUTO = "auto"
 
 
@@ -48,13 +41,13 @@ class Backend:
 
     def prepare_weight(
         self, weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]
-    ) -> torch.Tensor:
-        """The folded conv weight in the layout the kernels read fastest: with channels_last
-        activations, (C_out, KH, KW, C_in) in memory, so each output channel's K axis is
-        contiguous."""
+    ) -> tuple[torch.Tensor, str]:
+        """The folded conv weight in the layout the kernels read fastest, and that layout's
+        name (ops/weight_layout.py). Here the logical layout; with channels_last activations
+        stored as (C_out, KH, KW, C_in) in memory, so each output channel's K axis is contiguous."""
         if self.keeps_channels_last(weight.device):
-            return weight.contiguous(memory_format=torch.channels_last)
-        return weight
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return weight, weight_layout.LOGICAL
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         """Whether activations should be channels_last (NHWC) through the network on
@@ -87,11 +80,12 @@ class ReferenceBackend(Backend):
 
 class CppBackend(Backend):
     """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas:
-    CUDA C++ kernels (csrc/cuda) on GPUs, AVX2/FMA kernels (csrc/cpu) on CPUs. On CPU the
-    activations stay NHWC and conv weights are blocked once, here, for the kernels."""
+    CUDA C++ kernels (csrc/cuda) on GPUs, the CPU kernels (csrc/cpu) of the active
+    instruction-set tier (AVX-512 or AVX2, see _ext.cpu_isa()) on CPUs. On CPU the
+    activations stay NHWC and conv weights are packed once, here, in the tier's layout."""
 
     name = "cpp"
-    description = "AVX2/FMA C++ kernels on CPU, CUDA C++ kernels on GPU, from the fastresnet._C extension"
+    description = "C++ kernels (AVX-512 or AVX2) on CPU, CUDA C++ kernels on GPU, from the fastresnet._C extension"
 
     def priority(self, device: torch.device) -> int:
         return 10
@@ -106,9 +100,14 @@ class CppBackend(Backend):
         if device.type == "cuda":
             return _cuda_reasons(device)  # bfloat16 WMMA: the kernels are built for sm_80+
         reasons = []
-        cpu_reason = _ext.extension().cpu_unsupported_reason()
-        if cpu_reason:
-            reasons.append(cpu_reason)
+        tiers = _ext.cpu_tiers()
+        if not tiers:
+            reasons.append("the C++ CPU kernels are written for x86-64 (AVX2, AVX-512); this build has none for this CPU")
+        elif all(t["unsupported_reason"] for t in tiers):
+            reasons.append(
+                "this CPU runs none of the C++ CPU kernel tiers: "
+                + "; ".join(f"{t['name']}: {t['unsupported_reason']}" for t in tiers)
+            )
         if dtype is not None and dtype != torch.float32:
             reasons.append(f"the CPU kernels are float32 only, not {dtype}")
         return reasons
@@ -121,12 +120,11 @@ class CppBackend(Backend):
 
     def prepare_weight(
         self, weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, str]:
         if weight.device.type != "cpu":
             return super().prepare_weight(weight, groups, stride, dilation)
-        if use_winograd(weight, groups, stride, dilation):
-            return _ext.extension().winograd_conv_weight(weight)
-        return _ext.extension().block_conv_weight(weight, groups)
+        layout = choose_layout(weight, groups, stride, dilation, active_cpu_tier())
+        return _ext.extension().pack_conv_weight(weight, groups, layout), layout
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         return True
@@ -231,21 +229,11 @@ def select_backend(
     return backend, notes
 
 
-def use_winograd(weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]) -> bool:
-    """Whether the CPU kernels run this conv as Winograd F(2x2, 3x3): 3x3, stride 1, no
-    dilation or groups, channels in whole vectors, and not so wide that it loses (see
-    WINOGRAD_MAX_CHANNEL_PRODUCT); FASTRESNET_WINOGRAD=0 turns it off."""
-    c_out, c_in, kh, kw = weight.shape
-    return (
-        os.environ.get(ENV_WINOGRAD, "1") != "0"
-        and (kh, kw) == (3, 3)
-        and tuple(stride) == (1, 1)
-        and tuple(dilation) == (1, 1)
-        and groups == 1
-        and c_in % 8 == 0
-        and c_out % 16 == 0
-        and c_in * c_out <= WINOGRAD_MAX_CHANNEL_PRODUCT
-    )
+def active_cpu_tier() -> dict:
+    """The active CPU tier (_ext.cpu_tiers()'s entry); raises ValueError if
+    FASTRESNET_CPU_ISA asks for one this CPU cannot run."""
+    name = _ext.cpu_isa()
+    return next(t for t in _ext.cpu_tiers() if t["name"] == name)
 
 
 def _cuda_reasons(device: torch.device) -> list[str]:

@@ -64,3 +64,34 @@ def tiny_resnet():
     """A one-block-per-stage ResNet: every pattern of resnet18, fast to run and compile."""
     model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
     return calibrated(model, image_size=32)
+
+
+# The C++ CPU kernels' instruction-set tiers, widest first: every one the machine runs gets
+# the kernel tests; one it lacks is skipped with the reason.
+CPU_TIERS = ("avx512", "avx2")
+
+
+def reset_cpu_isa() -> None:
+    """Back to the tier the extension picks at load (the widest, or FASTRESNET_CPU_ISA's)."""
+    from fastresnet import _ext
+
+    _ext._choice.clear()
+    _ext.extension()
+
+
+@pytest.fixture(params=CPU_TIERS)
+def cpu_tier(request):
+    """Makes each CPU tier the active one in turn; yields its _ext.cpu_tiers() entry."""
+    from fastresnet import _ext
+
+    tiers = {t["name"]: t for t in _ext.cpu_tiers()}
+    name = request.param
+    if name not in tiers:
+        pytest.skip(f"the {name} tier is not compiled in this build (built for another architecture)")
+    if tiers[name]["unsupported_reason"]:
+        pytest.skip(tiers[name]["unsupported_reason"])
+    _ext.set_cpu_isa(name)
+    try:
+        yield tiers[name]
+    finally:
+        reset_cpu_isa()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import fastresnet
+from fastresnet import _ext
 from fastresnet.nn import FusedConv2d
 
 
@@ -152,11 +153,13 @@ def test_every_fused_conv_uses_the_chosen_backend(fast):
     assert convs and all(m.backend == "cpp" for m in convs)  # auto on CPU: the C++ kernels
     assert all(m.op._name == "fastresnet::cpp_conv2d_bias_act" for m in convs)
     # Activations stay channels_last: converted once, at the entry. Weights are laid out once
-    # for the CPU kernels: blocked, (groups, C_out/groups/16, KH, KW, C_in/groups, 16), or
-    # transformed for Winograd, (4, 4, C_out/16, C_in, 16).
+    # for the active CPU tier's kernels, and the layout is named on the module: blocked,
+    # (groups, C_out/groups/B, KH, KW, C_in/groups, B), or transformed for Winograd.
     assert [m.entry_channels_last for m in convs] == [True] + [False] * (len(convs) - 1)
-    assert convs[0].weight.shape == (1, 4, 7, 7, 3, 16)
-    assert all(m.weight.dim() == (5 if m.algorithm == "winograd" else 6) for m in convs)
+    tier = next(t for t in _ext.cpu_tiers() if t["name"] == _ext.cpu_isa())
+    assert convs[0].weight_layout == f"{tier['name']}:blocked"
+    assert convs[0].weight.shape == (1, -(-64 // tier["block"]), 7, 7, 3, tier["block"])
+    assert {m.weight_layout for m in convs} == {f"{tier['name']}:blocked", f"{tier['name']}:winograd2x2"}
     assert all(m.weight.is_contiguous() for m in convs)
     assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in fast.modules())
 

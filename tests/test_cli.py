@@ -1,15 +1,20 @@
 """`fastresnet bench` and `fastresnet verify` end to end, on a tiny image size."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from fastresnet.bench import cli, peers
+from fastresnet import _ext
+from fastresnet.bench import cli, machine, peers
+from fastresnet.bench.models import build_model
+from fastresnet.bench.suite import answer_error
 
 ROW_KEYS = {
     "model", "backend", "dtype", "device", "batch", "image_size", "metric", "p20", "p50", "p80",
-    "machine", "versions", "timestamp", "status", "note",
+    "machine", "cpu_isa", "versions", "timestamp", "status", "note",
 }  # fmt: skip
 
 
@@ -35,6 +40,10 @@ def test_bench_end_to_end(tmp_path):
     eager_speedup = [r["p50"] for r in rows if r["metric"] == "speedup_vs_eager" and r["backend"] == "eager"]
     assert eager_speedup == [1.0, 1.0]
     assert "| fastresnet | " in report and "## resnet18, batch 2" in report
+    assert {r["cpu_isa"] for r in rows} == {"none"} and "- CPU ISA cap: none" in report
+    assert "- CPU flags: " in report and "- FMA peak (avx" in report
+    (peak_note,) = {r["note"] for r in rows if r["metric"] == "percent_of_peak"}
+    assert peak_note.startswith("of FMA peak (avx")
     assert "## Per layer: resnet18, batch 1" in report and "| conv1 | 3->64 7x7/s2" in report
     for png in ("speedup.png", "per_layer_resnet18.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,6 +92,7 @@ def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, mo
         (["bench", "--backends", "tensorrt"], "unknown backend 'tensorrt'; valid backends are eager, eager-channels-last"),
         (["bench", "--dtype", "int8"], "unknown dtype 'int8'; valid dtypes are float32, float16, bfloat16"),
         (["bench", "--batch-sizes", "1,x"], "expected comma-separated integers"),
+        (["bench", "--cpu-isa", "sse4"], "argument --cpu-isa: invalid choice: 'sse4'"),
         (["verify", "--models", "vgg16"], "unknown model 'vgg16'"),
         (["verify", "--backends", "eager"], "verify --backends takes fastresnet or fastresnet-NAME"),
     ],
@@ -96,11 +106,90 @@ def test_bad_arguments_list_the_valid_choices(argv, message, capsys):
 
 def test_default_candidates_are_everything_that_can_run():
     names = cli.default_candidates(torch.device("cpu"), torch.float32)
-    assert names[:5] == ["eager", "eager-channels-last", "torch-compile", "onnxruntime", "fastresnet"]
+    assert names[:6] == ["eager", "eager-channels-last", "torch-compile", "onnxruntime", "openvino", "fastresnet"]
     assert "fastresnet-triton" not in names  # the CPU interpreter is for tests, not for timing
-    assert names[5:] == ["fastresnet-reference"]  # fastresnet itself is cpp, auto's choice
+    assert names[6:] == ["fastresnet-reference"]  # fastresnet itself is cpp, auto's choice
     # In bfloat16 auto falls back to the reference backend, and cpp is not offered.
-    assert cli.default_candidates(torch.device("cpu"), torch.bfloat16)[4:] == ["fastresnet"]
+    assert cli.default_candidates(torch.device("cpu"), torch.bfloat16)[5:] == ["fastresnet"]
+
+
+def test_cpu_isa_reruns_the_command_with_the_caps_in_the_environment(monkeypatch):
+    for name in machine.CPU_ISA_ENV["avx2"]:
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+
+    def run(argv, env):
+        calls.append((argv, env))
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    argv = ["bench", "--models", "resnet18", "--cpu-isa", "avx2"]
+    assert cli.main(argv) == 0
+    ((child_argv, env),) = calls
+    assert child_argv == [sys.executable, "-m", "fastresnet", *argv]
+    assert {k: env[k] for k in machine.CPU_ISA_ENV["avx2"]} == {
+        "FASTRESNET_CPU_ISA": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    }  # fmt: skip
+
+
+@pytest.mark.skipif(machine.cpu_isa_missing_flags("avx2"), reason="the CPU lacks AVX2/FMA")
+def test_cpu_isa_caps_the_run_and_leaves_out_the_uncappable_peers(tmp_path):
+    # The real thing: a fresh process with the caps set, as the report shows from inside it.
+    rows, report = run_bench(
+        tmp_path, "--batch-sizes", "1", "--repeats", "1", "--backends", "eager,onnxruntime,openvino,fastresnet",
+        "--cpu-isa", "avx2",
+    )  # fmt: skip
+    assert {r["cpu_isa"] for r in rows} == {"avx2"}
+    assert {r["backend"] for r in rows if r["metric"] == "latency_ms"} == {"eager", "fastresnet"}
+    left_out = {r["backend"]: r for r in rows if r["metric"] == "status"}
+    assert set(left_out) == {"onnxruntime", "openvino"}
+    assert all(r["status"] == "left out" for r in left_out.values())
+    assert all(r["note"].startswith("cannot be capped to avx2: ") for r in left_out.values())
+    assert (
+        "- CPU ISA cap: avx2 (FASTRESNET_CPU_ISA=avx2, ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2, "
+        "MKL_ENABLE_INSTRUCTIONS=AVX2); left out, as they cannot be capped to avx2: onnxruntime, openvino"
+    ) in report
+    assert "| openvino | left out |" in report and "- FMA peak (avx2, measured): " in report
+
+
+def test_cpu_isa_refuses_cuda_and_a_cap_the_cpu_lacks(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--cpu-isa", "avx2", "--device", "cuda"])
+    assert "--cpu-isa caps the CPU kernels: it takes --device cpu" in capsys.readouterr().err
+    monkeypatch.setattr(machine, "cpu_flags", lambda: dict.fromkeys(machine.CPU_FLAGS, False))
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--cpu-isa", "avx512", "--device", "cpu"])
+    message = "--cpu-isa avx512: this CPU lacks avx2, fma, avx512f, avx512bw, avx512vl, avx512dq"
+    assert message in capsys.readouterr().err
+
+
+def test_the_peak_is_labelled_with_the_tier_it_was_measured_at(monkeypatch):
+    class FakeExtension:
+        def fma_peak_gflops(self, threads, iterations):
+            return 100.0
+
+    monkeypatch.setattr(_ext, "extension", lambda: FakeExtension())
+    monkeypatch.delattr(_ext, "cpu_isa", raising=False)  # an extension from before cpu_isa(): AVX2 only
+    assert machine.peak_flops(torch.device("cpu"), torch.float32) == (100e9, "FMA peak (avx2, measured)")
+    monkeypatch.setattr(_ext, "cpu_isa", lambda: "avx512", raising=False)
+    assert machine.peak_flops(torch.device("cpu"), torch.float32) == (100e9, "FMA peak (avx512, measured)")
+
+
+def test_openvino_answers_like_eager():
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'fastresnet[peers]')")
+    model = build_model("resnet18")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected = model(x)
+        run = peers.build("openvino", model, torch.float32, torch.device("cpu"), x)
+        first, second = run(x), run(x)
+    assert isinstance(first, torch.Tensor) and first.shape == (2, 1000) and first.dtype == torch.float32
+    assert answer_error(first, expected, torch.float32) is None
+    assert torch.equal(first, second)  # and the second call did not overwrite the first's output
+    with pytest.raises(peers.Unavailable, match="CPU in float32 only"):
+        peers.build("openvino", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())
 
 
 def test_verify_on_random_and_real_data(tmp_path):

@@ -10,7 +10,7 @@ from torchvision.models import resnet
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 import fastresnet
-from fastresnet.nn import FusedResidualBlock
+from fastresnet.nn import FusedConv2d, FusedResidualBlock
 from fastresnet.testing import compare_to_reference, no_tf32
 
 from conftest import assert_unchanged, calibrated, double_copy, freeze_batchnorm, snapshot
@@ -51,9 +51,19 @@ def assert_same_top1(fused: torch.Tensor, ref64: torch.Tensor, tolerance: float)
     assert torch.equal(fused.argmax(1)[decisive], ref64.argmax(1)[decisive])
 
 
-@pytest.mark.parametrize("backend", ["cpp", "reference"])  # on CPU: the AVX2 kernels, and the fallback
 @pytest.mark.parametrize("name", list(MODELS))
-def test_classifier_parity_fp32(name, backend):
+def test_classifier_parity_fp32_cpu_kernels(name, cpu_tier):
+    """The C++ CPU kernels, on every tier this CPU runs."""
+    fast = check_classifier_parity_fp32(name, "cpp")
+    assert {m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)} == {cpu_tier["name"]}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_classifier_parity_fp32_reference(name):
+    check_classifier_parity_fp32(name, "reference")
+
+
+def check_classifier_parity_fp32(name: str, backend: str) -> nn.Module:
     model = calibrated(MODELS[name]())
     x = torch.randn(2, 3, 64, 64)
     fast, fused, ref64, result = run_parity(model, x, backend=backend)
@@ -65,9 +75,10 @@ def test_classifier_parity_fp32(name, backend):
     assert leftovers == []
     blocks = sum(isinstance(m, FusedResidualBlock) for m in fast.modules())
     assert blocks == BLOCKS.get(name, 16)
+    return fast
 
 
-def test_direct_convs_only_parity(monkeypatch):
+def test_direct_convs_only_parity(monkeypatch, cpu_tier):
     """FASTRESNET_WINOGRAD=0: every 3x3 conv of the CPU kernels runs directly."""
     monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
     fast, *_ = run_parity(calibrated(MODELS["resnet34"]()), torch.randn(2, 3, 64, 64), backend="cpp")

@@ -1,10 +1,11 @@
-// Registers the AVX2 kernels (conv.cpp, pool.cpp) as the CPU implementations of the
+// Registers the CPU kernels of the tiers (tiers.h) as the CPU implementations of the
 // fastresnet::cpp_* ops, whose schemas and fake implementations are defined in Python
 // (fastresnet/ops/schemas.py). Argument checks mirror fastresnet/ops/checks.py.
 //
 // The kernels work on NHWC (channels_last) fp32. Inside an optimized model every activation
 // already is NHWC (its first conv converts the input once) and conv weights arrive blocked
-// (block_conv_weight, done once by optimize()); other inputs are accepted and converted
+// (pack_conv_weight, done once by optimize(), in a layout named with the tier whose kernels
+// read it); other inputs are accepted and converted
 // per call, which is correct but pays for the conversion.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -14,58 +15,114 @@
 #include <string>
 
 #include "../op_shapes.h"
-#include "conv.h"
 #include "ops.h"
 #include "output_cache.h"
-#include "pool.h"
-#include "winograd.h"
+#include "tiers.h"
 
 namespace fastresnet::cpu {
 
 std::string unsupported_reason() {
-#if defined(__x86_64__) || defined(_M_X64)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-    return "this CPU lacks AVX2/FMA, which the C++ CPU kernels need";
-  }
-  return "";
-#else
-  return "the C++ CPU kernels are written for x86-64 with AVX2/FMA";
-#endif
-}
-
-at::Tensor block_conv_weight(const at::Tensor& weight, int64_t groups) {
-  TORCH_CHECK(weight.dim() == 4, "block_conv_weight: expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape ",
-              weight.sizes());
-  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "block_conv_weight: groups=", groups,
-              " must divide C_out=", weight.size(0));
-  const int64_t out_c_g = weight.size(0) / groups, in_c_g = weight.size(1);
-  const int64_t kh = weight.size(2), kw = weight.size(3);
-  const int64_t blocks = (out_c_g + kBlock - 1) / kBlock;
-  at::Tensor w = weight.reshape({groups, out_c_g, in_c_g, kh, kw});
-  w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * kBlock - out_c_g});  // zero output channels
-  // (G, NB, 16, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, 16): a block's reduction axis in
-  // NHWC order (kernel row, kernel column, channel), 16 output channels side by side.
-  return w.reshape({groups, blocks, kBlock, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
-}
-
-at::Tensor winograd_conv_weight(const at::Tensor& weight) {
-  TORCH_CHECK(weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % kBlock == 0,
-              "winograd_conv_weight: expected a weight (C_out, C_in, 3, 3) with C_out a multiple of ", kBlock,
-              ", got shape ", weight.sizes());
-  const at::Tensor g = at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0},
-                                  at::TensorOptions().dtype(at::kDouble)).view({4, 3});
-  const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
-  const int64_t out_c = weight.size(0), in_c = weight.size(1);
-  // (C_out/16, 16, C_in, 4, 4) -> (4, 4, C_out/16, C_in, 16)
-  return u.reshape({out_c / kBlock, kBlock, in_c, 4, 4}).permute({3, 4, 0, 2, 1}).contiguous();
+  if (active_tier() != nullptr) return "";
+  const std::vector<const CpuTier*> tiers = compiled_tiers();
+  if (tiers.empty()) return "the C++ CPU kernels are written for x86-64 (AVX2, AVX-512); this build has none";
+  std::string reason = "this CPU runs none of the C++ CPU kernel tiers:";
+  for (const CpuTier* tier : tiers) reason += " " + tier_unsupported_reason(*tier) + ";";
+  reason.pop_back();
+  return reason;
 }
 
 namespace {
 
-void check_runnable(const char* op) {
-  static const std::string reason = unsupported_reason();
-  TORCH_CHECK(reason.empty(), op, ": ", reason);
+// What a layout name says: whose kernels read the weight, and how it is laid out.
+struct WeightLayout {
+  enum Kind { kLogical, kBlocked, kWinograd } kind;
+  const CpuTier* tier;  // the kernels that read it
+  int64_t m;            // Winograd output tile (2 or 4)
+};
+
+const CpuTier& runnable_active_tier(const char* op) {
+  const CpuTier* tier = active_tier();
+  TORCH_CHECK(tier != nullptr, op, ": ", unsupported_reason());
+  return *tier;
 }
+
+WeightLayout parse_layout(const std::string& name, const char* op) {
+  if (name == kLogicalLayout) return {WeightLayout::kLogical, &runnable_active_tier(op), 0};
+  const size_t colon = name.find(':');
+  const std::string tier_name = name.substr(0, colon), kind = colon == std::string::npos ? "" : name.substr(colon + 1);
+  const CpuTier* tier = find_tier(tier_name);
+  WeightLayout layout{WeightLayout::kBlocked, tier, 0};
+  if (kind == "winograd2x2" || kind == "winograd4x4") layout = {WeightLayout::kWinograd, tier, kind == "winograd2x2" ? 2 : 4};
+  TORCH_CHECK(tier != nullptr && (kind == "blocked" || layout.kind == WeightLayout::kWinograd), op,
+              ": unknown weight layout '", name, "'; expected '", kLogicalLayout,
+              "' or '<tier>:blocked', '<tier>:winograd2x2', '<tier>:winograd4x4' for a tier of this build");
+  const std::string reason = tier_unsupported_reason(*tier);
+  TORCH_CHECK(reason.empty(), op, ": the weight is laid out as '", name, "' for the ", tier->name,
+              " kernels, which cannot run here (", reason,
+              "); optimize the model on this machine, or load it with torch.load, which re-lays out its weights");
+  return layout;
+}
+
+// G of F(m x m, 3x3), (m + 2) x 3: the weight transform U = G g G^T.
+at::Tensor winograd_g(int64_t m) {
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  if (m == 2) return at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0}, f64).view({4, 3});
+  return at::tensor({1.0 / 4, 0.0, 0.0,                      //
+                     -1.0 / 6, -1.0 / 6, -1.0 / 6,           //
+                     -1.0 / 6, 1.0 / 6, -1.0 / 6,            //
+                     1.0 / 24, 1.0 / 12, 1.0 / 6,            //
+                     1.0 / 24, -1.0 / 12, 1.0 / 6,           //
+                     0.0, 0.0, 1.0},
+                    f64)
+      .view({6, 3});
+}
+
+// (C_out, C_in/groups, KH, KW) -> (groups, ceil(C_out/groups/B), KH, KW, C_in/groups, B),
+// output channels zero-padded to whole blocks.
+at::Tensor block_weight(const at::Tensor& weight, int64_t groups, int64_t block) {
+  const int64_t out_c_g = weight.size(0) / groups, in_c_g = weight.size(1);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t blocks = (out_c_g + block - 1) / block;
+  at::Tensor w = weight.reshape({groups, out_c_g, in_c_g, kh, kw});
+  w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * block - out_c_g});  // zero output channels
+  // (G, NB, B, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, B): a block's reduction axis in
+  // NHWC order (kernel row, kernel column, channel), B output channels side by side.
+  return w.reshape({groups, blocks, block, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
+}
+
+// U = G g G^T in float64, then (C_out/B, B, C_in, T, T) -> (T, T, C_out/B, C_in, B).
+at::Tensor winograd_weight(const at::Tensor& weight, int64_t m, int64_t block, const char* op) {
+  TORCH_CHECK(weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % block == 0, op,
+              ": a Winograd layout needs a (C_out, C_in, 3, 3) weight with C_out a multiple of ", block,
+              " and groups=1; got shape ", weight.sizes());
+  const at::Tensor g = winograd_g(m);
+  const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
+  const int64_t out_c = weight.size(0), in_c = weight.size(1), t = m + 2;
+  return u.reshape({out_c / block, block, in_c, t, t}).permute({3, 4, 0, 2, 1}).contiguous();
+}
+
+}  // namespace
+
+at::Tensor pack_conv_weight(const at::Tensor& weight, int64_t groups, const std::string& layout_name) {
+  const char* op = "pack_conv_weight";
+  TORCH_CHECK(weight.dim() == 4, op, ": expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape ",
+              weight.sizes());
+  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, op, ": groups=", groups, " must divide C_out=",
+              weight.size(0));
+  const WeightLayout layout = parse_layout(layout_name, op);
+  switch (layout.kind) {
+    case WeightLayout::kLogical:
+      return weight;
+    case WeightLayout::kBlocked:
+      return block_weight(weight, groups, layout.tier->block);
+    case WeightLayout::kWinograd:
+      TORCH_CHECK(groups == 1, op, ": a Winograd layout needs groups=1, got ", groups);
+      return winograd_weight(weight, layout.m, layout.tier->block, op);
+  }
+  return weight;
+}
+
+namespace {
 
 void check_activation(const at::Tensor& t, const char* op, const char* what) {
   TORCH_CHECK(t.dim() == 4, op, ": expected a 4-D ", what, " (N, C, H, W), got a ", t.dim(), "-D tensor of shape ",
@@ -101,62 +158,68 @@ std::optional<at::Tensor> nhwc_residual(const std::optional<at::Tensor>& residua
   return nhwc(*residual);
 }
 
-// A 3x3 stride-1 conv with a weight from winograd_conv_weight.
+// A 3x3 stride-1 conv with a weight in a Winograd layout.
 at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                          const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
-                         at::IntArrayRef dilation, int64_t groups, bool relu) {
+                         at::IntArrayRef dilation, int64_t groups, bool relu, const WeightLayout& layout,
+                         const std::string& layout_name) {
   const char* op = "fastresnet::cpp_conv2d_bias_act (Winograd)";
-  const int64_t out_c = bias.size(0);
-  TORCH_CHECK(weight.size(0) == 4 && weight.size(1) == 4 && weight.size(2) * kBlock == out_c &&
-                  weight.size(4) == kBlock && weight.is_contiguous() && weight.scalar_type() == at::kFloat &&
+  const CpuTier& tier = *layout.tier;
+  const int64_t out_c = bias.size(0), t = layout.m + 2, block = tier.block;
+  TORCH_CHECK(weight.dim() == 5 && weight.size(0) == t && weight.size(1) == t && weight.size(2) * block == out_c &&
+                  weight.size(4) == block && weight.is_contiguous() && weight.scalar_type() == at::kFloat &&
                   weight.device().is_cpu(),
-              op, ": expected a contiguous float32 CPU weight from winograd_conv_weight, (4, 4, ", out_c / kBlock,
-              ", C_in, ", kBlock, "); got ", weight.scalar_type(), " of shape ", weight.sizes());
-  TORCH_CHECK(input.size(1) == weight.size(3) && input.size(1) % 8 == 0, op, ": expected ", weight.size(3),
-              " input channels (a multiple of 8), got shape ", input.sizes());
+              op, ": expected a contiguous float32 CPU weight laid out as '", layout_name, "', (", t, ", ", t, ", ",
+              out_c / block, ", C_in, ", block, "); got ", weight.scalar_type(), " of shape ", weight.sizes());
+  TORCH_CHECK(input.size(1) == weight.size(3) && input.size(1) % tier.lanes == 0, op, ": expected ", weight.size(3),
+              " input channels (a multiple of ", tier.lanes, "), got shape ", input.sizes());
   TORCH_CHECK(groups == 1 && stride.size() == 2 && stride[0] == 1 && stride[1] == 1 && dilation.size() == 2 &&
                   dilation[0] == 1 && dilation[1] == 1 && padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0,
               op, ": a Winograd weight is for 3x3 convs with stride 1, dilation 1, groups 1 and padding >= 0; got "
               "stride ", stride, ", dilation ", dilation, ", groups ", groups, ", padding ", padding);
   WinogradShape s{input.size(0), input.size(2), input.size(3), input.size(1), input.size(2) + 2 * padding[0] - 2,
-                  input.size(3) + 2 * padding[1] - 2, out_c, padding[0], padding[1]};
+                  input.size(3) + 2 * padding[1] - 2, out_c, padding[0], padding[1], layout.m, block};
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
   const at::Tensor x = nhwc(input);
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
   const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
   if (s.tiles() == 0) return out.finish();
-  const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
-                      res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
-  const WinogradPlan plan = plan_winograd(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) { run_winograd(s, t, plan, begin, end); });
+  const ConvTensors ts{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
+                       res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
+  const WinogradPlan plan = tier.plan_winograd(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) { tier.run_winograd(s, ts, plan, begin, end); });
   return out.finish();
 }
 
 at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg, const at::Tensor& bias,
                            const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, int64_t groups, bool relu) {
+                           at::IntArrayRef dilation, int64_t groups, bool relu, c10::string_view weight_layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act";
-  check_runnable(op);
+  const std::string layout_name(weight_layout);
+  const WeightLayout layout = parse_layout(layout_name, op);
   check_activation(input, op, "input");
   TORCH_CHECK(bias.dim() == 1 && bias.scalar_type() == at::kFloat && bias.device().is_cpu(), op,
               ": expected a float32 CPU bias of shape (C_out,), got ", bias.scalar_type(), " of shape ", bias.sizes());
   const int64_t out_c = bias.size(0);
   TORCH_CHECK(groups >= 1 && out_c % groups == 0, op, ": groups=", groups, " must divide C_out=", out_c);
-  if (weight_arg.dim() == 5) {
-    return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu);
+  if (layout.kind == WeightLayout::kWinograd) {
+    return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu, layout,
+                         layout_name);
   }
+  const CpuTier& tier = *layout.tier;
   at::Tensor weight = weight_arg;
-  if (weight_arg.dim() == 4) {  // blocked here, per call; optimize() blocks it once instead
-    TORCH_CHECK(weight_arg.size(0) == out_c, op, ": expected a weight with C_out=", out_c, " (the bias's length), got ",
-                weight_arg.sizes());
-    weight = block_conv_weight(weight_arg, groups);
+  if (layout.kind == WeightLayout::kLogical) {  // blocked here, per call; optimize() blocks it once instead
+    TORCH_CHECK(weight_arg.dim() == 4 && weight_arg.size(0) == out_c, op,
+                ": expected a weight (C_out, C_in/groups, KH, KW) with C_out=", out_c,
+                " (the bias's length) for layout '", layout_name, "', got shape ", weight_arg.sizes());
+    weight = block_weight(weight_arg, groups, tier.block);
   }
-  const int64_t blocks = (out_c / groups + kBlock - 1) / kBlock;
-  TORCH_CHECK(weight.dim() == 6 && weight.size(0) == groups && weight.size(1) == blocks && weight.size(5) == kBlock &&
+  const int64_t block = tier.block, blocks = (out_c / groups + block - 1) / block;
+  TORCH_CHECK(weight.dim() == 6 && weight.size(0) == groups && weight.size(1) == blocks && weight.size(5) == block &&
                   weight.is_contiguous() && weight.scalar_type() == at::kFloat && weight.device().is_cpu(),
-              op, ": expected a float32 CPU weight, (C_out, C_in/groups, KH, KW) or blocked as (groups, ", blocks,
-              ", KH, KW, C_in/groups, ", kBlock, ") and contiguous; got ", weight.scalar_type(), " of shape ",
+              op, ": expected a float32 CPU weight laid out as '", layout_name, "', (groups, ", blocks,
+              ", KH, KW, C_in/groups, ", block, ") and contiguous; got ", weight.scalar_type(), " of shape ",
               weight.sizes());
   const int64_t in_c_g = weight.size(4);
   TORCH_CHECK(input.size(1) == in_c_g * groups, op, ": expected ", in_c_g * groups, " input channels, got shape ",
@@ -170,6 +233,7 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   s.kernel_h = weight.size(2), s.kernel_w = weight.size(3);
   s.stride_h = stride[0], s.stride_w = stride[1], s.pad_h = padding[0], s.pad_w = padding[1];
   s.dilation_h = dilation[0], s.dilation_w = dilation[1], s.groups = groups, s.out_c = out_c;
+  s.block = block;
   TORCH_CHECK(s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 && s.dilation_w >= 1 && s.pad_h >= 0 &&
                   s.pad_w >= 0,
               op, ": expected stride and dilation >= 1 and padding >= 0, got stride ", stride, ", padding ", padding,
@@ -185,14 +249,14 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   if (s.pixels() == 0 || s.out_c == 0) return out.finish();
   const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
                       res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
-  const ConvPlan plan = plan_conv(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { run_conv(s, t, plan, begin, end); });
+  const ConvPlan plan = tier.plan_conv(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_conv(s, t, plan, begin, end); });
   return out.finish();
 }
 
 at::Tensor add_relu_op(const at::Tensor& input, const at::Tensor& residual) {
   const char* op = "fastresnet::cpp_add_relu";
-  check_runnable(op);
+  const CpuTier& tier = runnable_active_tier(op);
   check_activation(input, op, "input");
   check_activation(residual, op, "residual");
   TORCH_CHECK(residual.sizes() == input.sizes(), op, ": expected a residual of the input's shape ", input.sizes(),
@@ -202,14 +266,14 @@ at::Tensor add_relu_op(const at::Tensor& input, const at::Tensor& residual) {
   at::Tensor out = empty_output(x.sizes(), format);
   const float *xp = x.data_ptr<float>(), *rp = r.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
-  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) { add_relu(xp, rp, op_, begin, end); });
+  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) { tier.add_relu(xp, rp, op_, begin, end); });
   return out;
 }
 
 at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   const char* op = "fastresnet::cpp_max_pool2d";
-  check_runnable(op);
+  const CpuTier& tier = runnable_active_tier(op);
   check_activation(input, op, "input");
   TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
               ": kernel_size, stride, padding and dilation take two values each");
@@ -230,13 +294,13 @@ at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel_size, a
   const float* xp = x.data_ptr<float>();
   float* yp = out.nhwc.data_ptr<float>();
   at::parallel_for(0, s.batch * s.out_h * s.out_w, 16,
-                   [&](int64_t begin, int64_t end) { max_pool_nhwc(s, xp, yp, begin, end); });
+                   [&](int64_t begin, int64_t end) { tier.max_pool(s, xp, yp, begin, end); });
   return out.finish();
 }
 
 at::Tensor global_avg_pool_op(const at::Tensor& input) {
   const char* op = "fastresnet::cpp_global_avg_pool";
-  check_runnable(op);
+  const CpuTier& tier = runnable_active_tier(op);
   check_activation(input, op, "input");
   TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0, op, ": expected a non-empty H x W plane, got shape ",
               input.sizes());
@@ -246,7 +310,7 @@ at::Tensor global_avg_pool_op(const at::Tensor& input) {
   float* yp = out.data_ptr<float>();
   const int64_t pixels = input.size(2) * input.size(3), channels = input.size(1);
   at::parallel_for(0, input.size(0), 1, [&](int64_t begin, int64_t end) {
-    global_avg_pool_nhwc(xp, yp, pixels, channels, begin, end);
+    tier.global_avg_pool(xp, yp, pixels, channels, begin, end);
   });
   return out;
 }

@@ -51,8 +51,11 @@ void check_launch(cudaError_t error, const char* op) {
 
 at::Tensor conv2d_bias_act_op(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                            const std::optional<at::Tensor>& residual, at::IntArrayRef stride,
-                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool relu) {
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool relu,
+                           c10::string_view weight_layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act";
+  TORCH_CHECK(weight_layout == "oihw", op, ": the CUDA kernels read weights in the logical layout 'oihw' only, got '",
+              std::string(weight_layout), "' (a layout of the C++ CPU kernels: optimize the model on the GPU)");
   check_activation(input, op);
   TORCH_CHECK(weight.dim() == 4, op, ": expected a 4-D weight, got shape ", weight.sizes());
   check_like(input, weight, op, "an input");

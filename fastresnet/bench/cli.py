@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20, help="timed rounds")
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls per candidate")
     bench.add_argument("--per-layer", action="store_true", help="also time every fused conv against eager")
+    bench.add_argument(
+        "--cpu-isa", choices=tuple(machine.CPU_ISA_ENV), default=None,
+        help="cap fastresnet's CPU kernels and the oneDNN/ATen/MKL peers (eager, eager-channels-last, "
+        "torch-compile) to this instruction set; peers that cannot be capped (onnxruntime, openvino) are left out",
+    )  # fmt: skip
     verify = commands.add_parser("verify", help="errors against fp64 eager; real data with real BN statistics")
     _add_common(verify, "resnet18,resnet50")
     verify.set_defaults(image_size=64)
@@ -100,21 +107,49 @@ def _validate(args, parse: argparse.ArgumentParser) -> None:
         parse.error(str(error))
     if args.command == "verify" and not all(peers.is_fastresnet(b) for b in args.backends):
         parse.error("verify --backends takes fastresnet or fastresnet-NAME: it checks fastresnet against eager")
+    cpu_isa = getattr(args, "cpu_isa", None)
     if args.device is None:
-        args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        args.device = torch.device("cuda" if torch.cuda.is_available() and not cpu_isa else "cpu")
+    if cpu_isa:
+        if args.device.type != "cpu":
+            parse.error("--cpu-isa caps the CPU kernels: it takes --device cpu")
+        missing = machine.cpu_isa_missing_flags(cpu_isa)
+        if missing:
+            parse.error(f"--cpu-isa {cpu_isa}: this CPU lacks {', '.join(missing)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
 
+def _rerun_with_cpu_isa(cap: str, argv: list[str]) -> int:
+    """Run the same command again in a fresh interpreter with ``cap``'s variables in its
+    environment. oneDNN, ATen, MKL and fastresnet's extension each read their cap once, at
+    their first use, and this process (or whatever imported this module: a test session, a
+    notebook) may have used them already; only a fresh process is sure to take the cap."""
+    env = dict(os.environ, **machine.CPU_ISA_ENV[cap])
+    return subprocess.run([sys.executable, "-m", "fastresnet", *argv], env=env).returncode
+
+
 def bench(args) -> int:
     candidates = args.backends or default_candidates(args.device, args.dtype)
+    left_out = {}
+    if args.cpu_isa:
+        left_out = {
+            c: f"cannot be capped to {args.cpu_isa}: {peers.UNCAPPABLE_PEERS[c]}"
+            for c in candidates
+            if c in peers.UNCAPPABLE_PEERS
+        }
+        candidates = [c for c in candidates if c not in left_out]
     progress = Progress(len(args.models) * len(args.batch_sizes))
     result = run_benchmark(
         args.models, args.batch_sizes, args.image_size, args.dtype, args.device, candidates, args.repeats, args.warmup,
-        progress,
+        progress, left_out,
     )  # fmt: skip
     peak, source = machine.peak_flops(args.device, args.dtype)
-    context = report.Context(args.dtype, args.device, args.image_size, machine.describe(args.device), peak, source)
+    context = report.Context(
+        args.dtype, args.device, args.image_size, machine.describe(args.device), peak, source,
+        cpu_isa=args.cpu_isa or "none", cpu_isa_env=machine.cpu_isa_env_now(), left_out=left_out,
+        cpu_flags=machine.describe_cpu_flags() if args.device.type == "cpu" else None,
+    )  # fmt: skip
     rows = report.rows(result, context)
     sections = []
     if args.per_layer:
@@ -158,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parse = parser()
     args = parse.parse_args(argv)
     _validate(args, parse)
-    return bench(args) if args.command == "bench" else verify(args)
+    if args.command == "verify":
+        return verify(args)
+    if args.cpu_isa and not machine.cpu_isa_env_in_effect(args.cpu_isa):
+        return _rerun_with_cpu_isa(args.cpu_isa, sys.argv[1:] if argv is None else argv)
+    return bench(args)
 
 
 if __name__ == "__main__":

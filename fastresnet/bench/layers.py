@@ -88,7 +88,8 @@ def time_layers(original: nn.Module, optimized: nn.Module, x: torch.Tensor, roun
             (kh, kw), c_in_g = fused.kernel_size, fused.in_channels // fused.groups
             x, residual = args[0], (args[1] if len(args) > 1 else None)
             out_shape = checks.check_conv2d_args(
-                row.module, x, fused.weight, fused.bias, residual, fused.stride, fused.padding, fused.dilation, fused.groups
+                row.module, x, fused.weight, fused.bias, residual, fused.stride, fused.padding, fused.dilation,
+                fused.groups, fused.weight_layout,
             )
             gflop = 2 * math.prod(out_shape) * c_in_g * kh * kw / 1e9
             shape = f"{fused.in_channels}->{fused.out_channels} {kh}x{kw}/s{fused.stride[0]} g{fused.groups} @ {tuple(args[0].shape[2:])}"

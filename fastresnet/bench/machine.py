@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -17,15 +18,93 @@ GPU_DATASHEET_PEAK = {
 }
 
 
-def cpu_name() -> str:
+# The /proc/cpuinfo flags that decide which kernels can run: the tiers' instructions, and the
+# AVX-512 extensions the peers' libraries switch on (bf16 and vnni matter to them, not to fp32 here).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni")
+
+# What `fastresnet bench --cpu-isa` sets, per cap. Each library reads its variable once, at
+# its first use: fastresnet's kernels; oneDNN (the convs of eager and torch.compile);
+# ATen's own vectorized kernels (BN, ReLU, add, pools) and Inductor's generated C++, which
+# both follow ATEN_CPU_CAPABILITY; MKL (the final linear layer's GEMM).
+CPU_ISA_ENV = {
+    "avx2": {
+        "FASTRESNET_CPU_ISA": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    },
+    "avx512": {
+        "FASTRESNET_CPU_ISA": "avx512",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "ATEN_CPU_CAPABILITY": "avx512",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+    },
+}
+# The flags a cap needs: ATen takes ATEN_CPU_CAPABILITY at its word, so a cap above what the
+# CPU has would crash on an illegal instruction instead of being ignored.
+CPU_ISA_FLAGS = {"avx2": ("avx2", "fma"), "avx512": ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq")}
+
+
+def _cpuinfo_field(name: str) -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> dict[str, bool] | None:
+    """Which of CPU_FLAGS the CPU has, from /proc/cpuinfo; None where it cannot be read."""
+    flags = _cpuinfo_field("flags")
+    if flags is None:
+        return None
+    present = set(flags.split())
+    return {flag: flag in present for flag in CPU_FLAGS}
+
+
+def describe_cpu_flags() -> str:
+    flags = cpu_flags()
+    if flags is None:
+        return "unknown (no /proc/cpuinfo)"
+    has = [f for f, on in flags.items() if on]
+    lacks = [f for f, on in flags.items() if not on]
+    return " ".join(has) + (f" (lacks {' '.join(lacks)})" if lacks else "")
+
+
+def cpu_isa_missing_flags(cap: str) -> list[str]:
+    """The flags ``cap`` needs that this CPU lacks ([] where /proc/cpuinfo cannot be read)."""
+    flags = cpu_flags()
+    return [] if flags is None else [f for f in CPU_ISA_FLAGS[cap] if not flags[f]]
+
+
+def cpu_isa_env_in_effect(cap: str) -> bool:
+    """Whether this process started with ``cap``'s variables already in its environment."""
+    return all(os.environ.get(name) == value for name, value in CPU_ISA_ENV[cap].items())
+
+
+def cpu_isa_env_now() -> dict[str, str]:
+    """Those of the cap variables that are set in the environment."""
+    names = dict.fromkeys(name for env in CPU_ISA_ENV.values() for name in env)
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def fastresnet_cpu_tier() -> str:
+    """The instruction tier fastresnet's CPU kernels run at ("avx2" or "avx512"). Extensions
+    that predate `_ext.cpu_isa()` have AVX2 kernels only."""
+    probe = getattr(_ext, "cpu_isa", None)
+    if probe is None:
+        return "avx2"
+    try:
+        return probe() or "avx2"
+    except ValueError:  # FASTRESNET_CPU_ISA names a tier this CPU lacks: optimize() says so
+        return "avx2"
 
 
 def describe(device: torch.device) -> str:
@@ -34,34 +113,51 @@ def describe(device: torch.device) -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
-def measured_cpu_peak(repeats: int = 3) -> tuple[float, str]:
-    """(FLOP/s, how) of the CPU on torch's thread count: the AVX2 FMA peak measured by the
-    compiled extension, or, without it, the best a square fp32 GEMM reaches."""
+GEMM_SIZE = 2048
+
+
+def _cpu_peak(repeats: int) -> tuple[float, str | None]:
+    """(FLOP/s, tier) on torch's thread count: the fp32 FMA peak of the tier fastresnet's
+    kernels run at (the widest the CPU has, or the one FASTRESNET_CPU_ISA caps to), measured
+    by the compiled extension; or, without it, the best a square fp32 GEMM reaches (tier None)."""
     threads = torch.get_num_threads()
     extension = _ext.extension()
     if extension is not None:
         try:
             best = max(extension.fma_peak_gflops(threads, 100_000_000) for _ in range(repeats))
-            return best * 1e9, f"measured fp32 AVX2 FMA peak, {threads} threads"
+            return best * 1e9, fastresnet_cpu_tier()
         except RuntimeError:  # no AVX2/FMA on this CPU: fall back to the GEMM
             pass
-    size = 2048
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE), torch.randn(GEMM_SIZE, GEMM_SIZE)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best, f"measured fp32 GEMM (torch.mm {size}), {threads} threads"
+    return 2 * GEMM_SIZE**3 / best, None
+
+
+def measured_cpu_peak(repeats: int = 3) -> tuple[float, str]:
+    """(FLOP/s, how) of the CPU on torch's thread count (see _cpu_peak)."""
+    flops, tier = _cpu_peak(repeats)
+    threads = torch.get_num_threads()
+    if tier is None:
+        return flops, f"measured fp32 GEMM (torch.mm {GEMM_SIZE}), {threads} threads"
+    return flops, f"measured fp32 {tier.upper()} FMA peak, {threads} threads"
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
-    """(FLOP/s, where the figure comes from); None where no figure is known."""
+    """(FLOP/s, a label for it); None where no figure is known. The label names the CPU tier
+    the peak was measured at, so a "% of peak" is read against the right ceiling."""
     if device.type == "cpu":
-        return measured_cpu_peak()
+        flops, tier = _cpu_peak(repeats=3)
+        if tier is None:
+            return flops, f"fp32 GEMM peak (torch.mm {GEMM_SIZE}, measured)"
+        return flops, f"FMA peak ({tier}, measured)"
     name = torch.cuda.get_device_name(device)
+    dtype_name = str(dtype).removeprefix("torch.")
     for fragment, peaks in GPU_DATASHEET_PEAK.items():
         if fragment in name:
-            return peaks.get(dtype), f"{fragment} datasheet"
-    return None, f"no datasheet figure for {name}"
+            return peaks.get(dtype), f"{dtype_name} peak ({fragment} datasheet)"
+    return None, f"peak (no datasheet figure for {name})"

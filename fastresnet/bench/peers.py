@@ -17,7 +17,16 @@ from torch import nn
 from .. import backends
 from ..api import optimize
 
-PEERS = ("eager", "eager-channels-last", "torch-compile", "onnxruntime")
+PEERS = ("eager", "eager-channels-last", "torch-compile", "onnxruntime", "openvino")
+
+# Peers that cannot be capped to an instruction set from outside, and why: `fastresnet bench
+# --cpu-isa` leaves them out. The other peers run on oneDNN, ATen, MKL and Inductor's
+# generated C++, which all take the caps it sets in the environment.
+UNCAPPABLE_PEERS = {
+    "onnxruntime": "ONNX Runtime's MLAS kernels are picked from CPUID alone",
+    "openvino": "OpenVINO follows ONEDNN_MAX_CPU_ISA in its oneDNN convs only; "
+    "its own JIT kernels and its MLAS GEMM are picked from CPUID",
+}
 
 
 class Unavailable(Exception):
@@ -57,6 +66,8 @@ def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device,
         return lambda x: model(x.contiguous(memory_format=torch.channels_last))
     if name == "torch-compile":
         return _torch_compile(model, device)
+    if name == "openvino":
+        return _openvino(model, device, example)
     return _onnxruntime(model, device, example)
 
 
@@ -93,3 +104,29 @@ def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor) 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+
+def _openvino(model: nn.Module, device: torch.device, example: torch.Tensor) -> Callable:
+    try:
+        import openvino
+    except ImportError:
+        raise Unavailable("openvino is not installed (pip install 'fastresnet[peers]')") from None
+    if device.type != "cpu" or example.dtype != torch.float32:
+        raise Unavailable("the openvino peer is measured on CPU in float32 only")
+    try:
+        # Through torch.export (not the deprecated TorchScript trace), with the input shape
+        # fixed to the example's, as ONNX Runtime gets it: static shapes plan best.
+        program = torch.export.export(model, (example,))
+        converted = openvino.convert_model(program, input=[tuple(example.shape)])
+    except Exception as error:  # export and conversion raise many kinds
+        raise Unavailable(f"OpenVINO conversion failed: {type(error).__name__}: {error}") from None
+    config = {
+        # On CPUs with AVX512_BF16 the CPU plugin otherwise runs float32 models in bfloat16.
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        # One stream using all the threads: the setting for one request at a time.
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    compiled = openvino.Core().compile_model(converted, "CPU", config)
+    # The compiled model's outputs are fresh arrays each call (not views of a reused buffer).
+    return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0])

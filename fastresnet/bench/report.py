@@ -8,9 +8,10 @@ and compared. Ratios are medians over medians measured in the same interleaved r
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +28,11 @@ class Context:
     image_size: int
     machine: str
     peak_flops: float | None
-    peak_source: str
+    peak_source: str  # a label naming the figure, e.g. "FMA peak (avx512, measured)"
+    cpu_isa: str = "none"  # the --cpu-isa cap, or "none"
+    cpu_isa_env: dict[str, str] = field(default_factory=dict)  # the cap variables as set
+    left_out: dict[str, str] = field(default_factory=dict)  # candidate -> why it was left out
+    cpu_flags: str | None = None  # the CPU's relevant /proc/cpuinfo flags (CPU runs)
 
     def versions(self) -> dict:
         import triton
@@ -36,8 +41,16 @@ class Context:
             "fastresnet": __version__,
             "torch": torch.__version__,
             "triton": getattr(triton, "__version__", None),
+            **{peer: _installed_version(peer) for peer in ("onnxruntime", "openvino")},
             "python": platform.python_version(),
         }
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _speedups(measurements: list[Measurement]) -> dict[tuple, tuple[float | None, float | None]]:
@@ -69,6 +82,7 @@ def rows(result: BenchResult, context: Context) -> list[dict]:
         "device": context.device.type,
         "image_size": context.image_size,
         "machine": context.machine,
+        "cpu_isa": context.cpu_isa,
         "versions": context.versions(),
         "timestamp": timestamp,
     }
@@ -81,18 +95,20 @@ def rows(result: BenchResult, context: Context) -> list[dict]:
         seconds = {"p20": m.samples.p20, "p50": m.samples.p50, "p80": m.samples.p80}
         flops = result.flops_per_image[m.model] * m.batch
 
-        def metric(name, per_quantile, **extra):
+        def metric(name, per_quantile, inverse=False, note=None):
             # Throughput-like metrics invert latency: their p20 comes from the latency p80.
-            flip = {"p20": "p80", "p50": "p50", "p80": "p20"} if extra.pop("inverse", False) else None
+            flip = {"p20": "p80", "p50": "p50", "p80": "p20"} if inverse else None
             values = {q: per_quantile(seconds[flip[q] if flip else q]) for q in ("p20", "p50", "p80")}
-            out.append(dict(common, metric=name, status="ok", note=None, **values, **extra))
+            out.append(dict(common, metric=name, status="ok", note=note, **values))
 
         metric("latency_ms", lambda s: s * 1e3)
         metric("ms_per_image", lambda s: s * 1e3 / m.batch)
         metric("images_per_s", lambda s: m.batch / s, inverse=True)
         metric("gflops_per_s", lambda s: flops / s / 1e9, inverse=True)
         if context.peak_flops:
-            metric("percent_of_peak", lambda s: 100 * flops / s / context.peak_flops, inverse=True)
+            # The note names the peak, and so the CPU tier, that the percentage is of.
+            peak = f"of {context.peak_source}: {context.peak_flops / 1e9:.1f} GFLOP/s"
+            metric("percent_of_peak", lambda s: 100 * flops / s / context.peak_flops, inverse=True, note=peak)
         vs_eager, vs_peer = speedups[(m.model, m.batch, m.candidate)]
         for name, value in (("speedup_vs_eager", vs_eager), ("speedup_vs_best_peer", vs_peer)):
             if value is not None:
@@ -106,6 +122,15 @@ def _fmt(value, digits=2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _cap_line(context: Context) -> str:
+    line = f"- CPU ISA cap: {context.cpu_isa}"
+    if context.cpu_isa_env:
+        line += f" ({', '.join(f'{k}={v}' for k, v in context.cpu_isa_env.items())})"
+    if context.left_out:
+        line += f"; left out, as they cannot be capped to {context.cpu_isa}: {', '.join(context.left_out)}"
+    return line
+
+
 def markdown(table_rows: list[dict], context: Context, extra_sections: list[str] = ()) -> str:
     by_key = {}
     for r in table_rows:
@@ -115,7 +140,9 @@ def markdown(table_rows: list[dict], context: Context, extra_sections: list[str]
         "",
         f"- machine: {context.machine}; device {context.device.type}; dtype "
         f"{str(context.dtype).removeprefix('torch.')}; image {context.image_size}x{context.image_size}",
-        f"- peak: {_fmt(context.peak_flops and context.peak_flops / 1e9, 1)} GFLOP/s ({context.peak_source})",
+        *([f"- CPU flags: {context.cpu_flags}"] if context.cpu_flags else []),
+        f"- {context.peak_source}: {_fmt(context.peak_flops and context.peak_flops / 1e9, 1)} GFLOP/s",
+        _cap_line(context),
         f"- versions: {', '.join(f'{k} {v}' for k, v in context.versions().items())}",
         "- candidates ran interleaved, in a random order each round; times are medians with p20-p80;"
         " speedups are ratios of medians from the same run",

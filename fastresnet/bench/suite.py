@@ -24,7 +24,7 @@ class Measurement:
     model: str
     candidate: str
     batch: int
-    status: str  # "ok", "failed" or "unavailable"
+    status: str  # "ok", "failed", "unavailable" or "left out"
     samples: Samples | None = None
     error: str | None = None
     peak_memory_mib: float | None = None
@@ -87,7 +87,10 @@ def run_benchmark(
     repeats: int,
     warmup: int,
     progress: Progress | None = None,
+    left_out: dict[str, str] | None = None,
 ) -> BenchResult:
+    """``left_out`` maps candidates that could run but were left out to why; they are
+    reported for every model and batch like the others, and never built."""
     result = BenchResult()
     for name in models:
         model = build_model(name)
@@ -96,6 +99,8 @@ def run_benchmark(
             x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(batch))
             x = x.to(device=device, dtype=dtype)
             result.measurements += _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup)
+            for candidate, why in (left_out or {}).items():
+                result.measurements.append(Measurement(name, candidate, batch, "left out", error=why))
             if progress:
                 progress.step(f"{name} batch {batch}")
     return result

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import torch
 
+from . import weight_layout as weight_layouts
+
 
 def _shape(t: torch.Tensor) -> tuple:
     return tuple(t.shape)
@@ -68,42 +70,20 @@ def _spatial_output(where: str, x: torch.Tensor, out_h, out_w) -> None:
         )
 
 
-# Output channels per block of the weight layout that the C++ CPU kernels read.
-WEIGHT_BLOCK = 16
+def conv_weight_geometry(
+    where: str, weight: torch.Tensor, bias: torch.Tensor, groups: int, weight_layout: str = weight_layouts.LOGICAL
+) -> tuple:
+    """(C_out, C_in/groups, KH, KW) of a conv weight in the named layout (see ops/weight_layout.py)."""
+    return weight_layouts.geometry(where, weight_layouts.WeightLayout.parse(weight_layout, where), weight, bias, groups)
 
 
-def conv_weight_geometry(where: str, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> tuple:
-    """(C_out, C_in/groups, KH, KW) of a conv weight given either as such, or in one of the
-    C++ CPU kernels' layouts, C_out then being the bias's length: blocked,
-    (groups, ceil(C_out/groups/16), KH, KW, C_in/groups, 16), or transformed for Winograd
-    F(2x2, 3x3) (3x3 kernels only), (4, 4, C_out/16, C_in, 16)."""
-    if weight.dim() == 4:
-        return tuple(weight.shape)
-    if weight.dim() == 5 and bias.dim() == 1:
-        c_out = bias.shape[0]
-        if tuple(weight.shape[:2]) == (4, 4) and weight.shape[2] * WEIGHT_BLOCK == c_out and groups == 1:
-            return c_out, weight.shape[3], 3, 3
+def check_logical_layout(where: str, weight_layout: str) -> None:
+    """For the backends that read only the logical weight (reference, Triton, CUDA C++)."""
+    if weight_layout != weight_layouts.LOGICAL:
         raise ValueError(
-            f"{where}: expected a Winograd weight of shape (4, 4, {c_out}/{WEIGHT_BLOCK}, C_in, {WEIGHT_BLOCK}) "
-            f"with groups=1 for C_out={c_out} (the bias's length); got {_shape(weight)} with groups={groups}"
+            f"{where}: this backend reads weights in the logical layout {weight_layouts.LOGICAL!r} only, "
+            f"got {weight_layout!r} (a layout of the C++ CPU kernels)"
         )
-    if weight.dim() == 6 and bias.dim() == 1:
-        c_out = bias.shape[0]
-        g, blocks, kh, kw, c_in_per_group, block = weight.shape
-        if groups >= 1 and c_out % groups == 0:
-            expected_blocks = -(-(c_out // groups) // WEIGHT_BLOCK)
-            if (g, blocks, block) == (groups, expected_blocks, WEIGHT_BLOCK):
-                return c_out, c_in_per_group, kh, kw
-            raise ValueError(
-                f"{where}: expected a blocked weight of shape ({groups}, {expected_blocks}, KH, KW, C_in/groups, "
-                f"{WEIGHT_BLOCK}) for groups={groups} and C_out={c_out} (the bias's length); got {_shape(weight)}"
-            )
-    raise ValueError(
-        f"{where}: expected a 4-D weight (C_out, C_in/groups, KH, KW), or one laid out for the C++ CPU kernels "
-        f"with a 1-D bias: blocked, 6-D (groups, ceil(C_out/groups/{WEIGHT_BLOCK}), KH, KW, C_in/groups, "
-        f"{WEIGHT_BLOCK}), or Winograd, 5-D (4, 4, C_out/{WEIGHT_BLOCK}, C_in, {WEIGHT_BLOCK}); "
-        f"got a weight of shape {_shape(weight)} and a bias of shape {_shape(bias)}"
-    )
 
 
 def check_conv2d_args(
@@ -116,9 +96,10 @@ def check_conv2d_args(
     padding: Sequence[int],
     dilation: Sequence[int],
     groups: int,
+    weight_layout: str = weight_layouts.LOGICAL,
 ) -> tuple:
     """Validate a conv2d_bias_act call and return its output shape."""
-    c_out, c_in_per_group, kh, kw = conv_weight_geometry(where, weight, bias, groups)
+    c_out, c_in_per_group, kh, kw = conv_weight_geometry(where, weight, bias, groups, weight_layout)
     if groups < 1 or c_out % groups != 0:
         raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
     check_activation(where, input, dtype=weight.dtype, device=weight.device, channels=c_in_per_group * groups)

@@ -30,9 +30,10 @@ def conv2d_bias_act(
     dilation: Sequence[int],
     groups: int,
     relu: bool,
+    weight_layout: str = "oihw",
 ) -> torch.Tensor:
     shape = checks.check_conv2d_args(
-        "conv2d_bias_act", input, weight, bias, residual, stride, padding, dilation, groups
+        "conv2d_bias_act", input, weight, bias, residual, stride, padding, dilation, groups, weight_layout
     )
     return input.new_empty(shape).contiguous(memory_format=output_memory_format(input))
 

@@ -37,7 +37,9 @@ def conv2d_bias_act(
     dilation: Sequence[int],
     groups: int,
     relu: bool,
+    weight_layout: str = "oihw",
 ) -> torch.Tensor:
+    checks.check_logical_layout(_where("conv2d_bias_act"), weight_layout)
     checks.check_conv2d_args(
         _where("conv2d_bias_act"), input, weight, bias, residual, stride, padding, dilation, groups
     )

@@ -21,10 +21,12 @@ NAMESPACE = "fastresnet"
 
 # op name -> (schema, fake implementation)
 SCHEMAS: dict[str, tuple[str, Callable]] = {
-    # act(conv2d(input, weight) + bias (+ residual)), rounded once to input.dtype.
+    # act(conv2d(input, weight) + bias (+ residual)), rounded once to input.dtype. The weight
+    # is in the named layout (ops/weight_layout.py): "oihw" for every backend, packed
+    # layouts for the C++ CPU kernels.
     "conv2d_bias_act": (
         "(Tensor input, Tensor weight, Tensor bias, Tensor? residual, SymInt[2] stride, "
-        "SymInt[2] padding, SymInt[2] dilation, SymInt groups, bool relu) -> Tensor",
+        "SymInt[2] padding, SymInt[2] dilation, SymInt groups, bool relu, str weight_layout=\"oihw\") -> Tensor",
         meta.conv2d_bias_act,
     ),
     # relu(input + residual): a block's add when it cannot go in a conv's epilogue.

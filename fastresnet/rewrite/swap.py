@@ -171,8 +171,9 @@ class Rewriter:
     def _fused_conv(self, unit: ConvUnit, original_name: str, relu: bool | None = None) -> FusedConv2d:
         conv = unit.conv.module
         weight, bias = fold_conv_bn(conv, unit.bn.module if unit.bn else None, self.dtype)
+        packed, layout = self.backend.prepare_weight(weight, conv.groups, conv.stride, conv.dilation)
         fused = FusedConv2d(
-            self.backend.prepare_weight(weight, conv.groups, conv.stride, conv.dilation),
+            packed,
             bias,
             stride=conv.stride,
             padding=conv.padding,
@@ -181,6 +182,7 @@ class Rewriter:
             relu=unit.relu is not None if relu is None else relu,
             op=self.ops.conv2d_bias_act,
             backend=self.backend.name,
+            weight_layout=layout,
         )
         if self.entry is None:  # the walk reaches the stem first
             self.entry = (fused, original_name)
@@ -193,9 +195,9 @@ class Rewriter:
         return [_join(prefix, n) if n != "F.relu" else f"F.relu in {prefix or 'model'}" for n in unit.names()]
 
     def _record(self, module: str, replaces: list[str], pattern: str, op) -> None:
-        """``op``: an OpOverload, or a FusedConv2d (whose algorithm is shown when not direct)."""
+        """``op``: an OpOverload, or a FusedConv2d (whose CPU tier and algorithm are shown)."""
         if isinstance(op, FusedConv2d):
-            name = _op_name(op.op) + ("" if op.algorithm == "direct" else f" ({op.algorithm})")
+            name = _op_name(op.op) + (f" ({op.cpu_tier}, {op.algorithm})" if op.cpu_tier else "")
         else:
             name = _op_name(op)
         self.fused.append(FusedRow(module or "(model)", replaces, pattern, name))

@@ -119,7 +119,8 @@ def launch(x, weight, bias, residual, y, stride, padding, dilation, groups, relu
     return y
 
 
-def conv2d_bias_act(input, weight, bias, residual, stride, padding, dilation, groups, relu):
+def conv2d_bias_act(input, weight, bias, residual, stride, padding, dilation, groups, relu, weight_layout="oihw"):
+    checks.check_logical_layout("fastresnet::triton_conv2d_bias_act", weight_layout)
     shape = checks.check_conv2d_args(
         "fastresnet::triton_conv2d_bias_act", input, weight, bias, residual, stride, padding, dilation, groups
     )

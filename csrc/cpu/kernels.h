@@ -1,0 +1,111 @@
+// The CPU kernels' shapes and the table of one instruction-set tier's kernels. No torch
+// headers and no intrinsics here: the kernels themselves (conv_kernel.h, winograd_kernel.h,
+// pool_kernel.h, fma_kernel.h) are templates over a vector type, compiled once per tier by
+// tier_<name>.cpp with that tier's target flags, and picked at run time (tiers.cpp).
+#pragma once
+
+#include <cstdint>
+
+namespace fastresnet::cpu {
+
+struct ConvShape {
+  int64_t batch, in_h, in_w, in_c;     // input, NHWC
+  int64_t out_h, out_w, out_c;         // output, NHWC
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  int64_t groups;
+  int64_t block;  // output channels per weight block: the tier's CpuTier::block
+
+  int64_t in_c_per_group() const { return in_c / groups; }
+  int64_t out_c_per_group() const { return out_c / groups; }
+  int64_t blocks_per_group() const { return (out_c_per_group() + block - 1) / block; }
+  int64_t reduction() const { return kernel_h * kernel_w * in_c_per_group(); }  // K per output
+  int64_t pixels() const { return batch * out_h * out_w; }
+};
+
+struct ConvTensors {
+  const float* input;     // (batch, in_h, in_w, in_c)
+  const float* weight;    // (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, block)
+  const float* bias;      // (out_c,), or null for none
+  const float* residual;  // (batch, out_h, out_w, out_c), or null
+  float* output;          // (batch, out_h, out_w, out_c)
+  bool relu;
+};
+
+// How the work is split: items are (group, range of weight blocks, chunk of pixel tiles),
+// independent of each other, so any thread can take any item.
+struct ConvPlan {
+  int64_t tiles;             // pixel tiles of the tier's tile rows
+  int64_t tiles_per_chunk;
+  int64_t chunks;
+  int64_t blocks_per_range;  // weight blocks whose panels share L2 while the tiles stream by
+  int64_t ranges;            // per group
+  int64_t items(const ConvShape& s) const { return s.groups * ranges * chunks; }
+};
+
+// Largest C_in/groups the direct kernel takes (the zero row that stands in for padding is this long).
+constexpr int64_t kMaxChannelsPerGroup = 1 << 16;
+
+// Winograd F(m x m, 3x3) for 3x3 stride-1 convs: each m x m block of outputs comes from an
+// (m+2) x (m+2) input tile, transformed (V = B^T d B), multiplied channel-wise by the
+// transformed weight (one GEMM per tile position, run by the direct kernel's 1x1 path) and
+// transformed back (Y = A^T M A) with bias, residual and ReLU before the store.
+struct WinogradShape {
+  int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, pad_h, pad_w;
+  int64_t m;      // output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+  int64_t block;  // output channels per weight block: the tier's CpuTier::block
+
+  int64_t tile() const { return m + 2; }              // input tile side
+  int64_t positions() const { return tile() * tile(); }  // GEMMs per chunk of tiles
+  int64_t tiles_h() const { return (out_h + m - 1) / m; }
+  int64_t tiles_w() const { return (out_w + m - 1) / m; }
+  int64_t tiles() const { return batch * tiles_h() * tiles_w(); }
+};
+
+// The weight: (tile, tile, out_c / block, in_c, block), for each position of the transformed
+// tile a 1x1 conv weight blocked as the direct kernel reads it. Work items are (chunk of
+// tiles, range of output channels): chunk-major, ranges inner.
+struct WinogradPlan {
+  int64_t tiles_per_chunk, chunks;   // a chunk's transformed input and products stay near L2
+  int64_t blocks_per_range, ranges;  // weight blocks of the output per item
+  int64_t items() const { return chunks * ranges; }
+};
+
+struct PoolShape {
+  int64_t batch, in_h, in_w, channels, out_h, out_w;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+};
+
+// Independent FMA chains per thread in the peak probe: enough to cover the FMA latency on
+// two pipes for either tier.
+constexpr int kFmaChains = 12;
+
+// One instruction-set tier's kernels, all from the same templates.
+struct CpuTier {
+  const char* name;      // "avx2", "avx512": FASTRESNET_CPU_ISA's values, and weight layouts' prefix
+  const char* features;  // what the CPU must have, as /proc/cpuinfo names it
+  int64_t lanes;         // fp32 lanes per vector
+  int64_t block;         // output channels per weight block: two vectors
+
+  ConvPlan (*plan_conv)(const ConvShape& shape, int threads);
+  // Runs items [begin, end) of `plan`; the caller spreads item ranges over threads.
+  void (*run_conv)(const ConvShape& shape, const ConvTensors& tensors, const ConvPlan& plan, int64_t begin,
+                   int64_t end);
+  WinogradPlan (*plan_winograd)(const WinogradShape& shape, int threads);
+  // Runs items [begin, end); each thread keeps its own scratch buffer.
+  void (*run_winograd)(const WinogradShape& shape, const ConvTensors& tensors, const WinogradPlan& plan,
+                       int64_t begin, int64_t end);
+  // Output pixels [begin, end) (flattened over batch, rows, columns) of a max pool over NHWC;
+  // the padding never wins and NaN propagates, as in torch.nn.functional.max_pool2d.
+  void (*max_pool)(const PoolShape& shape, const float* input, float* output, int64_t begin, int64_t end);
+  // Images [begin, end): output (batch, channels) = mean over H x W of an NHWC input.
+  void (*global_avg_pool)(const float* input, float* output, int64_t pixels, int64_t channels, int64_t begin,
+                          int64_t end);
+  // output[i] = max(input[i] + residual[i], 0) for i in [begin, end), NaN kept.
+  void (*add_relu)(const float* input, const float* residual, float* output, int64_t begin, int64_t end);
+  // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
+  // depends on them all, so they cannot be optimised away.
+  float (*fma_chains)(int64_t iterations);
+};
+
+}  // namespace fastresnet::cpu

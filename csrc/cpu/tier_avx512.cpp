@@ -1,0 +1,50 @@
+// The AVX-512 tier: the kernel templates compiled for 16-wide zmm vectors (32 registers),
+// AVX-512F only (no BW/VL/DQ instructions are used).
+// Enabled for this file only, by the pragma (not a global -mavx512f, which would let the
+// compiler use AVX-512 in code that runs at import). Standard headers come before the pragma,
+// so the inline functions this file shares with the rest of the extension keep the generic
+// target. Not compiled on other architectures: avx512_tier() is then null.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+#include "tiers.h"
+
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx2,fma")
+#include <immintrin.h>
+
+#include "vec_avx512.h"
+// Included after the vector type, in this order: each uses the ones before it.
+#include "conv_kernel.h"
+#include "pool_kernel.h"
+#include "winograd_kernel.h"
+#include "tier_table.h"
+
+namespace fastresnet::cpu {
+namespace {
+
+struct Avx512 {
+  using V = VecAvx512;
+  static constexpr int kTileRows = 14;  // 28 accumulators + 2 weight vectors + 1 broadcast = 31 of 32 zmm
+  static constexpr int64_t kReductionChunk = 256;
+  static constexpr int64_t kL2Budget = 256 << 10;
+  static constexpr int64_t kWinogradChunkSlabs = 30 * 16;  // F(2x2): 30 tiles per chunk
+};
+
+}  // namespace
+
+const CpuTier* avx512_tier() {
+  static const CpuTier tier = make_tier<Avx512>("avx512", "avx512f fma");
+  return &tier;
+}
+
+}  // namespace fastresnet::cpu
+#else
+namespace fastresnet::cpu {
+const CpuTier* avx512_tier() { return nullptr; }
+}  // namespace fastresnet::cpu
+#endif

@@ -1,0 +1,44 @@
+// A tier's kernel table, filled from the templates of conv_kernel.h, winograd_kernel.h and
+// pool_kernel.h for one `Isa` (its vector type and tuning constants, see tier_<name>.cpp).
+#pragma once
+
+namespace fastresnet::cpu {
+namespace {
+
+// The FMA peak probe: kFmaChains independent chains of vector FMAs, so the loop is bound by
+// FMA throughput alone.
+template <class V>
+float fma_chains(int64_t iterations) {
+  typename V::Reg acc[kFmaChains];
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = V::set1(1.0f + 0.01f * j);
+  const typename V::Reg scale = V::set1(0.999999f), shift = V::set1(1e-6f);
+  for (int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = V::fma(acc[j], scale, shift);
+  }
+  typename V::Reg total = acc[0];
+  for (int j = 1; j < kFmaChains; ++j) total = V::add(total, acc[j]);
+  return V::first(total);
+}
+
+template <class Isa>
+CpuTier make_tier(const char* name, const char* features) {
+  using V = typename Isa::V;
+  // The accumulators, the block's two weight vectors and a broadcast must fit the registers.
+  static_assert(2 * Isa::kTileRows + 3 <= V::kRegisters, "the register tile does not fit");
+  return CpuTier{name,
+                 features,
+                 V::kLanes,
+                 2 * V::kLanes,
+                 &plan_conv<Isa>,
+                 &run_conv<Isa>,
+                 &plan_winograd<Isa>,
+                 &run_winograd<Isa>,
+                 &max_pool_nhwc<V>,
+                 &global_avg_pool_nhwc<V>,
+                 &add_relu<V>,
+                 &fma_chains<V>};
+}
+
+}  // namespace
+}  // namespace fastresnet::cpu

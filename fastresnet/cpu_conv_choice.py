@@ -1,0 +1,55 @@
+"""Which layout, and so which algorithm, the C++ CPU kernels use for each conv.
+
+A rule over the layer's shape, derived from per-layer measurements (benchmarks/
+test_cpu_conv.py), not a timing in optimize(): the spatial size is not known when the model
+is optimized, and the rule keeps optimize() fast and its choice reproducible. Winograd
+F(2x2, 3x3) takes 3x3 stride-1 convs without dilation or groups whose channels fill whole
+vectors of the tier, up to WINOGRAD_MAX_CHANNEL_PRODUCT; everything else runs direct.
+FASTRESNET_WINOGRAD=0 makes every conv direct.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+ENV_WINOGRAD = "FASTRESNET_WINOGRAD"
+
+# Winograd F(2x2, 3x3) reads a transformed weight 16/9 the size of the direct one. Measured
+# per layer on AVX2 (Zen 3, hot caches): 1.6-1.9x over direct up to 256x256 channels, 1.15x
+# (batch 1) and 1.27x (batch 8) at 512x512 on a 7x7 map; whole models with 512x512 included
+# vs excluded: ResNet-34 30.5 vs 31.0 ms (b1), 211 vs 219 ms (b8), ResNet-50 47.1 vs 46.6 ms
+# (b1). Wider layers are not measured, so they stay direct.
+WINOGRAD_MAX_CHANNEL_PRODUCT = 512 * 512
+
+
+def winograd_fits(
+    weight_shape: tuple, groups: int, stride: tuple[int, int], dilation: tuple[int, int], tier: dict
+) -> bool:
+    """Whether the tier's Winograd kernels take this conv at all: 3x3, stride 1, no dilation
+    or groups, C_in in whole vectors and C_out in whole weight blocks of the tier."""
+    c_out, c_in, kh, kw = weight_shape
+    return (
+        (kh, kw) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+        and c_in % tier["lanes"] == 0
+        and c_out % tier["block"] == 0
+    )
+
+
+def choose_layout(
+    weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int], tier: dict
+) -> str:
+    """The weight layout name (ops/weight_layout.py) for this conv on ``tier`` (a dict from
+    _ext.cpu_tiers())."""
+    c_out, c_in = weight.shape[:2]
+    if (
+        os.environ.get(ENV_WINOGRAD, "1") != "0"
+        and winograd_fits(tuple(weight.shape), groups, stride, dilation, tier)
+        and c_in * c_out <= WINOGRAD_MAX_CHANNEL_PRODUCT
+    ):
+        return f"{tier['name']}:winograd2x2"
+    return f"{tier['name']}:blocked"
