@@ -4,8 +4,12 @@ A rule over the layer's shape, derived from per-layer measurements (benchmarks/
 test_cpu_conv.py), not a timing in optimize(): the spatial size is not known when the model
 is optimized, and the rule keeps optimize() fast and its choice reproducible. Winograd
 F(2x2, 3x3) takes 3x3 stride-1 convs without dilation or groups whose channels fill whole
-vectors of the tier, up to WINOGRAD_MAX_CHANNEL_PRODUCT; everything else runs direct.
-FASTRESNET_WINOGRAD=0 makes every conv direct.
+vectors of the tier, up to WINOGRAD_MAX_CHANNEL_PRODUCT; F(4x4, 3x3), with 36 multiplies
+per 16 outputs instead of 64, takes the narrower ones (WINOGRAD_4X4_MAX_CHANNEL_PRODUCT per
+tier), where its larger tiles still find enough of them: in ResNets the channel count fixes
+the map size (64 at 56x56 ... 512 at 7x7, where a 4x4 tile wastes 30% of its outputs and
+batch 1 has only 4 tiles per image to share the 36 transformed weight slabs). Everything
+else runs direct. FASTRESNET_WINOGRAD=0 makes every conv direct.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ ENV_WINOGRAD = "FASTRESNET_WINOGRAD"
 # vs excluded: ResNet-34 30.5 vs 31.0 ms (b1), 211 vs 219 ms (b8), ResNet-50 47.1 vs 46.6 ms
 # (b1). Wider layers are not measured, so they stay direct.
 WINOGRAD_MAX_CHANNEL_PRODUCT = 512 * 512
+
+# F(4x4, 3x3) against F(2x2, 3x3) per layer (benchmarks/test_cpu_conv.py, AMD EPYC Zen 4,
+# 2 threads, batch 1 / 8, ms): avx512: 64@56 0.41 vs 0.60 / 3.3 vs 5.3; 128@28 0.42 vs 0.55 /
+# 3.4 vs 4.8; 256@14 0.62 vs 0.61 / 4.1 vs 5.0; 512@7 2.1 vs 1.1 / 5.6 vs 6.2. avx2 (16
+# registers: the 6x6 transforms spill): 64@56 0.51 vs 0.65; 128@28 0.48 vs 0.63; 256@14 0.99
+# vs 0.66 / 5.6 vs 6.0; 512@7 3.2 vs 2.1.
+WINOGRAD_4X4_MAX_CHANNEL_PRODUCT = {"avx512": 256 * 256, "avx2": 128 * 128}
 
 
 def winograd_fits(
@@ -45,11 +56,10 @@ def choose_layout(
 ) -> str:
     """The weight layout name (ops/weight_layout.py) for this conv on ``tier`` (a dict from
     _ext.cpu_tiers())."""
-    c_out, c_in = weight.shape[:2]
-    if (
-        os.environ.get(ENV_WINOGRAD, "1") != "0"
-        and winograd_fits(tuple(weight.shape), groups, stride, dilation, tier)
-        and c_in * c_out <= WINOGRAD_MAX_CHANNEL_PRODUCT
-    ):
-        return f"{tier['name']}:winograd2x2"
+    channel_product = weight.shape[0] * weight.shape[1]
+    if os.environ.get(ENV_WINOGRAD, "1") != "0" and winograd_fits(tuple(weight.shape), groups, stride, dilation, tier):
+        if channel_product <= WINOGRAD_4X4_MAX_CHANNEL_PRODUCT.get(tier["name"], 0):
+            return f"{tier['name']}:winograd4x4"
+        if channel_product <= WINOGRAD_MAX_CHANNEL_PRODUCT:
+            return f"{tier['name']}:winograd2x2"
     return f"{tier['name']}:blocked"

@@ -14,7 +14,7 @@ from conftest import reset_cpu_isa
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
-from fastresnet.cpu_conv_choice import choose_layout
+from fastresnet.cpu_conv_choice import WINOGRAD_4X4_MAX_CHANNEL_PRODUCT, choose_layout
 from fastresnet.nn import FusedConv2d
 from fastresnet.testing import OP_TOLERANCES, Tolerance
 
@@ -287,14 +287,14 @@ def test_a_model_saved_on_one_tier_is_relaid_out_where_it_cannot_run(tiny_resnet
     _ext.set_cpu_isa(saved_on)
     fast = fastresnet.optimize(tiny_resnet)
     layouts = {m.weight_layout for m in fast.modules() if isinstance(m, FusedConv2d)}
-    assert layouts == {f"{saved_on}:blocked", f"{saved_on}:winograd2x2"}
+    assert layouts == {f"{saved_on}:{kind}" for kind in ("blocked", "winograd2x2", "winograd4x4")}
     buffer = io.BytesIO()
     torch.save(fast, buffer)
     fake_cpu(monkeypatch, {saved_on})
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
     assert {m.weight_layout for m in loaded.modules() if isinstance(m, FusedConv2d)} == {
-        f"{loaded_on}:blocked", f"{loaded_on}:winograd2x2"}  # fmt: skip
+        f"{loaded_on}:{kind}" for kind in ("blocked", "winograd2x2", "winograd4x4")}  # fmt: skip
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), fast(x), atol=1e-5, rtol=1e-5)
@@ -365,22 +365,26 @@ def test_winograd_rejects_what_it_cannot_compute():
 
 
 def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monkeypatch, cpu_tier):
-    """3x3 stride-1 convs up to 512x512 channels take Winograd; the rest stay direct."""
-    winograd = "winograd F(2x2,3x3)"
+    """3x3 stride-1 convs take Winograd F(4x4) up to the tier's channel limit, F(2x2) up to
+    512x512 channels; the rest stay direct."""
+    f2, f4 = "winograd F(2x2,3x3)", "winograd F(4x4,3x3)"
     fast = fastresnet.optimize(tiny_resnet)
-    chosen = {m.algorithm for n, m in fast.named_modules() if n.startswith(("layer1", "layer3"))
-              and getattr(m, "kernel_size", None) == (3, 3) and m.stride == (1, 1)}  # fmt: skip
-    assert chosen == {winograd}
+    limit_4x4 = WINOGRAD_4X4_MAX_CHANNEL_PRODUCT[cpu_tier["name"]]
+    for name, module in fast.named_modules():
+        if isinstance(module, FusedConv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1):
+            product = module.in_channels * module.out_channels
+            assert module.algorithm == (f4 if product <= limit_4x4 else f2), name
+    assert fast.layer1[0].last.algorithm == f4  # 64x64
     assert fast.conv1.algorithm == "direct"  # the 7x7 stem
     assert fast.layer2[0].body[0].algorithm == "direct"  # 3x3 stride 2
-    assert fast.layer4[0].last.algorithm == winograd  # 512x512
+    assert fast.layer4[0].last.algorithm == f2  # 512x512
     wide = torch.empty(1024, 1024, 3, 3, device="meta")
     assert choose_layout(wide, 1, (1, 1), (1, 1), cpu_tier).endswith(":blocked")  # wider: not measured
     odd = torch.empty(cpu_tier["block"], cpu_tier["lanes"] + 4, 3, 3)  # C_in not in whole vectors
     assert choose_layout(odd, 1, (1, 1), (1, 1), cpu_tier).endswith(":blocked")
     rows = {row.module: row.op for row in fastresnet.explain(fast).info.fused}
     name = cpu_tier["name"]
-    assert rows["layer1.0.last"] == f"cpp_conv2d_bias_act ({name}, {winograd})"
+    assert rows["layer1.0.last"] == f"cpp_conv2d_bias_act ({name}, {f4})"
     assert rows["conv1"] == f"cpp_conv2d_bias_act ({name}, direct)"
     monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
     direct = fastresnet.optimize(tiny_resnet)

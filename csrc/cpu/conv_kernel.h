@@ -15,7 +15,7 @@
 //
 // Isa: using V (the vector type); kTileRows; kReductionChunk (reduction length between
 // partial stores: L1 blocking); kL2Budget (bytes of weight panels kept hot while tiles
-// stream by). Everything is in an unnamed namespace: each tier's translation unit has its
+// stream by); kWinogradTilesPerChunk (winograd_kernel.h). Everything is in an unnamed namespace: each tier's translation unit has its
 // own copy, compiled for its own instruction set.
 #pragma once
 

@@ -31,7 +31,7 @@ struct Avx2 {
   static constexpr int kTileRows = 6;  // 12 accumulators + 2 weight vectors + 1 broadcast = 15 of 16 ymm
   static constexpr int64_t kReductionChunk = 256;
   static constexpr int64_t kL2Budget = 256 << 10;
-  static constexpr int64_t kWinogradChunkSlabs = 30 * 16;  // F(2x2): 30 tiles per chunk
+  static constexpr int64_t kWinogradTilesPerChunk = 30;
 };
 
 }  // namespace
