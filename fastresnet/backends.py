@@ -233,7 +233,10 @@ def active_cpu_tier() -> dict:
     """The active CPU tier (_ext.cpu_tiers()'s entry); raises ValueError if
     FASTRESNET_CPU_ISA asks for one this CPU cannot run."""
     name = _ext.cpu_isa()
-    return next(t for t in _ext.cpu_tiers() if t["name"] == name)
+    tiers = {t["name"]: t for t in _ext.cpu_tiers()}
+    if name not in tiers:
+        raise RuntimeError(f"the C++ CPU kernels cannot run here: {CppBackend().not_supported_reasons(torch.device('cpu'))}")
+    return tiers[name]
 
 
 def _cuda_reasons(device: torch.device) -> list[str]:

@@ -27,11 +27,12 @@ ENV_WINOGRAD = "FASTRESNET_WINOGRAD"
 # (b1). Wider layers are not measured, so they stay direct.
 WINOGRAD_MAX_CHANNEL_PRODUCT = 512 * 512
 
-# F(4x4, 3x3) against F(2x2, 3x3) per layer (benchmarks/test_cpu_conv.py, AMD EPYC Zen 4,
-# 2 threads, batch 1 / 8, ms): avx512: 64@56 0.41 vs 0.60 / 3.3 vs 5.3; 128@28 0.42 vs 0.55 /
-# 3.4 vs 4.8; 256@14 0.62 vs 0.61 / 4.1 vs 5.0; 512@7 2.1 vs 1.1 / 5.6 vs 6.2. avx2 (16
-# registers: the 6x6 transforms spill): 64@56 0.51 vs 0.65; 128@28 0.48 vs 0.63; 256@14 0.99
-# vs 0.66 / 5.6 vs 6.0; 512@7 3.2 vs 2.1.
+# F(4x4, 3x3) against F(2x2, 3x3) per layer, ms at batch 1 / 8 (benchmarks/test_cpu_conv.py on
+# an AMD EPYC Zen 4, 2 threads; BENCHMARKS.md has the table): avx512: 64@56 0.42 vs 0.61 /
+# 3.8 vs 5.3; 128@28 0.43 vs 0.59 / 3.2 vs 4.7; 256@14 0.74 vs 0.74 / 4.2 vs 4.6; 512@7 1.36
+# vs 1.17 / 5.1 vs 6.9. avx2 (16 registers: the 6x6 transforms spill): 64@56 0.49 vs 0.67;
+# 128@28 0.47 vs 0.62; 256@14 0.78 vs 0.71 / 4.0 vs 4.8; 512@7 1.79 vs 1.33 / 6.3 vs 8.0.
+# Batch 1 decides where the two disagree.
 WINOGRAD_4X4_MAX_CHANNEL_PRODUCT = {"avx512": 256 * 256, "avx2": 128 * 128}
 
 
