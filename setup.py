@@ -46,8 +46,10 @@ if os.environ.get("FASTRESNET_BUILD_EXT", "1") != "0":
     sources = ["csrc/fastresnet.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
     # at::parallel_for is inline OpenMP: without -fopenmp here the CPU kernels would run on
     # one thread. The OpenMP runtime is torch's own libgomp.so.1 (same soname, loaded first).
-    # AVX2/FMA is switched on per kernel file (#pragma GCC target), not for the whole module,
-    # so that it still imports on an older CPU and says why its CPU kernels cannot run.
+    # Each CPU tier (csrc/cpu/tier_<isa>.cpp) switches its instruction set on with a
+    # #pragma GCC target, not for the whole module, so that the module still imports on any
+    # CPU, picks the widest tier that runs there, and says why the others cannot; off x86-64
+    # the tier files compile to stubs.
     cxx_flags = ["-O3", "-fopenmp"]
     if cuda_home:
         ext = CUDAExtension(
