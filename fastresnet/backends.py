@@ -230,12 +230,13 @@ def select_backend(
 
 
 def active_cpu_tier() -> dict:
-    """The active CPU tier (_ext.cpu_tiers()'s entry); raises ValueError if
-    FASTRESNET_CPU_ISA asks for one this CPU cannot run."""
+    """The active CPU tier (_ext.cpu_tiers()'s entry). Raises ValueError if
+    FASTRESNET_CPU_ISA asks for one this CPU cannot run, RuntimeError if it runs none."""
     name = _ext.cpu_isa()
     tiers = {t["name"]: t for t in _ext.cpu_tiers()}
     if name not in tiers:
-        raise RuntimeError(f"the C++ CPU kernels cannot run here: {CppBackend().not_supported_reasons(torch.device('cpu'))}")
+        reasons = BACKENDS["cpp"].not_supported_reasons(torch.device("cpu"))
+        raise RuntimeError(f"the C++ CPU kernels cannot run here: {'; '.join(reasons)}")
     return tiers[name]
 
 

@@ -58,7 +58,9 @@ std::map<std::string, bool> cpu_features() {
   return f;
 }
 
-std::string tier_unsupported_reason(const CpuTier& tier) {
+namespace {
+
+std::string compute_unsupported_reason(const CpuTier& tier) {
   static const std::map<std::string, bool> features = cpu_features();
   auto has = [&](const std::string& name) {
     const auto it = features.find(name);
@@ -80,6 +82,19 @@ std::string tier_unsupported_reason(const CpuTier& tier) {
            << " kernels cannot run";
   }
   return reason.str();
+}
+
+}  // namespace
+
+// Asked on every conv call (parse_layout): computed once per tier, then looked up.
+std::string tier_unsupported_reason(const CpuTier& tier) {
+  static const std::map<const CpuTier*, std::string> reasons = [] {
+    std::map<const CpuTier*, std::string> r;
+    for (const CpuTier* t : compiled_tiers()) r[t] = compute_unsupported_reason(*t);
+    return r;
+  }();
+  const auto it = reasons.find(&tier);
+  return it != reasons.end() ? it->second : compute_unsupported_reason(tier);
 }
 
 namespace {
