@@ -29,8 +29,8 @@ TOL_WINOGRAD_4X4 = Tolerance(atol=5e-5, rtol=5e-5)
 KERNEL_CASES = [
     (13, 20, 3, 1, 1, 1, 1, 7, 5),  # channels not a multiple of 8; a partial 16-channel block
     (16, 5, 1, 1, 0, 1, 1, 3, 3),  # fewer than 8 output channels: one masked vector
-    (300, 24, 1, 1, 0, 1, 1, 4, 5),  # C_in > 256: the reduction is cut into L1-sized chunks
-    (40, 48, 3, 1, 1, 1, 1, 5, 7),  # 3 kernel rows x 120 channels: chunks end inside a row
+    (1100, 24, 1, 1, 0, 1, 1, 4, 5),  # C_in > 1024: the reduction is cut into chunks, partial sums stored
+    (120, 48, 3, 1, 1, 1, 1, 5, 7),  # 3 kernel rows x 360 channels: a chunk ends inside a row
     (3, 16, 11, 1, 5, 1, 1, 9, 8),  # 121 taps at the borders: more segments than one batch
     (32, 32, 3, 2, 1, 1, 8, 9, 9),  # grouped, 4 channels per group (ResNeXt's widths)
     (64, 64, 3, 1, 1, 1, 2, 6, 6),  # grouped, 32 output channels per group: two blocks each

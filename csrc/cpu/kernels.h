@@ -40,6 +40,7 @@ struct ConvPlan {
   int64_t chunks;
   int64_t blocks_per_range;  // weight blocks whose panels share L2 while the tiles stream by
   int64_t ranges;            // per group
+  bool stream_weights;       // few tiles per panel: prefetch the panel ahead of the reduction
   int64_t items(const ConvShape& s) const { return s.groups * ranges * chunks; }
 };
 
