@@ -29,10 +29,13 @@ namespace {
 
 struct Avx512 {
   using V = VecAvx512;
-  // 24 accumulators + 2 weight vectors + 1 broadcast. 14 rows (31 zmm) spilled two of the row
-  // pointers to the stack in the inner loop; on Zen 4, which runs a zmm FMA as two 256-bit
-  // halves, 12 and 14 rows measured within noise of each other and of the avx2 tier.
-  static constexpr int kTileRows = 12;
+  // 16 accumulators + 2 weight vectors + 1 broadcast. Measured on Zen 4, one thread, on
+  // ResNet-50's direct layers: 8 rows run at 94-98% of the FMA peak, 12 rows at 84-94%
+  // (ResNet-50 batch 1 7% faster). Likely cause: with C_in >= 1024 the rows' input lines,
+  // C_in floats apart, all fall in one 8-way L1 set; a bare 12-row loop over such rows ran
+  // at 89% of peak, over the same values packed contiguously at 99%. 14 rows spilled row
+  // pointers to the stack.
+  static constexpr int kTileRows = 8;
   // Long enough that most layers finish a tile's reduction in one pass: measured on Zen 4,
   // 128 (a flush's input and weights within L1) made ResNet-50 7% slower at batch 1 and
   // 6% at batch 8 than 1024; 1024 and an unbounded reduction measured alike.
