@@ -28,11 +28,14 @@ ENV_WINOGRAD = "FASTRESNET_WINOGRAD"
 WINOGRAD_MAX_CHANNEL_PRODUCT = 512 * 512
 
 # F(4x4, 3x3) against F(2x2, 3x3) per layer, ms at batch 1 / 8 (benchmarks/test_cpu_conv.py on
-# an AMD EPYC Zen 4, 2 threads; BENCHMARKS.md has the table): avx512: 64@56 0.42 vs 0.61 /
-# 3.8 vs 5.3; 128@28 0.43 vs 0.59 / 3.2 vs 4.7; 256@14 0.74 vs 0.74 / 4.2 vs 4.6; 512@7 1.36
-# vs 1.17 / 5.1 vs 6.9. avx2 (16 registers: the 6x6 transforms spill): 64@56 0.49 vs 0.67;
-# 128@28 0.47 vs 0.62; 256@14 0.78 vs 0.71 / 4.0 vs 4.8; 512@7 1.79 vs 1.33 / 6.3 vs 8.0.
-# Batch 1 decides where the two disagree.
+# an AMD EPYC Zen 4, 2 threads, 2026-11-25; BENCHMARKS.md has the table): avx512: 64@56 0.42
+# vs 0.66 / 3.4 vs 5.2; 128@28 0.45 vs 0.59 / 3.0 vs 4.5; 256@14 0.64 vs 0.71 / 3.5 vs 4.2;
+# 512@7 1.25 vs 0.86 / 3.6 vs 5.5. avx2 (16 registers: the 6x6 transforms spill): 128@28 0.49
+# vs 0.65; 256@14 0.71 vs 0.77 / 3.6 vs 4.4; 512@7 1.28 vs 1.00 / 4.2 vs 5.9. Where isolated
+# layers are close or flip between runs, whole models decide (in one process, interleaved):
+# on avx512, F(2x2) at 256x256 made ResNet-50 1.9% slower at batch 1, and F(4x4) at 512x512
+# 1.2% slower at batch 1 (1.1% faster at batch 8); on avx2, F(4x4) at 256x256 measured within
+# 2% either way (ResNet-50 batch 1 +1.7%, batch 8 -1.0%), so the narrower limit stays.
 WINOGRAD_4X4_MAX_CHANNEL_PRODUCT = {"avx512": 256 * 256, "avx2": 128 * 128}
 
 
