@@ -22,8 +22,8 @@
 namespace fastresnet::cpu {
 namespace {
 
-constexpr int kMaxSegments = 64;
-constexpr int64_t kStreamTiles = 8;  // see plan_conv  // segments gathered before a tile's partial sums are stored
+constexpr int kMaxSegments = 64;     // segments gathered before a tile's partial sums are stored
+constexpr int64_t kStreamTiles = 8;  // see plan_conv
 
 // Stands in for input pixels in the padding: a tap outside the image reads zeros.
 alignas(64) const float kZeros[kMaxChannelsPerGroup] = {};
@@ -310,9 +310,9 @@ ConvPlan plan_conv(const ConvShape& s, int threads) {
   p.tiles_per_chunk = ceil_div(p.tiles, chunks);
   p.chunks = ceil_div(p.tiles, p.tiles_per_chunk);
   // A panel met by only a few tiles per item is read from memory more than from L2: the
-  // kernel prefetches it (measured on Zen 4, ResNet-50 batch 1: the 7x7 layers' 1x1 convs
-  // 7-10% faster, the Winograd products of 256@14 and 512@7 5-9%; the 1x1 convs at 14x14
-  // and above, with 17 tiles or more, 1-3% slower with it).
+  // kernel prefetches it. Measured on Zen 4 with 12-row tiles, ResNet-50 batch 1: the 7x7
+  // layers' 1x1 convs (5 tiles) 7-10% faster, the Winograd products of 256@14 and 512@7
+  // (2 tiles) 5-9%; the 1x1 convs at 14x14 and above (17 tiles or more) 1-3% slower.
   p.stream_weights = p.tiles_per_chunk <= kStreamTiles;
   return p;
 }
