@@ -49,8 +49,8 @@ struct TileOutput {
 
 // acc[r][v] += sum over the segment's reduction indices of input(r, k) * weight(k, v).
 // Prefetch: also request the panel kPrefetchBytes ahead of the loads, for panels that
-// stream through the tile once from memory, where the hardware prefetcher stops at
-// every page boundary.
+// stream through the tile once from memory and measured faster with it (see plan_conv;
+// why the hardware prefetcher falls behind there was not measured).
 template <class Isa, int Rows, int Vectors, bool Prefetch>
 void reduce_segment(const Segment<Isa>& seg, const float* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
   using V = typename Isa::V;
