@@ -32,7 +32,7 @@ def runnable_tiers() -> list[str]:
 
 
 def run_layer(title: str, header: str, c_in: int, c_out: int, k: int, size: int, batch: int, kinds: list[str]):
-    ops, ext = BACKENDS["cpp"].ops(), _ext.extension()
+    ops, ext = BACKENDS["cpp-cpu"].ops(), _ext.extension()
     x = torch.randn(batch, c_in, size, size).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(c_out, c_in, k, k) / (k * k * c_in) ** 0.5
     bias = torch.randn(c_out)

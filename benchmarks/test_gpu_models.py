@@ -38,7 +38,7 @@ def candidates(batch: int) -> dict:
     eager_half = eager_half.half().to(memory_format=torch.channels_last)
     compiled = torch.compile(eager_half, mode="max-autotune")
     fast = fastresnet.optimize(model, backend="triton", dtype=torch.float16)
-    fast_cpp = fastresnet.optimize(model, backend="cpp", dtype=torch.float16)
+    fast_cpp = fastresnet.optimize(model, backend="cpp-cuda", dtype=torch.float16)
     return {
         "eager fp32": functools.partial(model, x32),
         "eager fp16 channels_last": functools.partial(eager_half, x16),

@@ -1,35 +1,19 @@
 // The compiled extension's entry point: fastresnet._C.
 //
-// Build information and the CPU kernels' helpers; the C++ CPU and CUDA kernels register
-// themselves with TORCH_LIBRARY_IMPL(fastresnet, CPU|CUDA) in their own files (csrc/cpu/ops.cpp,
-// csrc/cuda/ops.cpp) and are listed by kernel_names() below, which is how the Python side
-// knows they exist.
+// Build information and the CPU kernels' tiers and weight layouts; the C++ CPU and CUDA
+// kernels register themselves with TORCH_LIBRARY_IMPL(fastresnet, CPU|CUDA) in their own
+// files (csrc/cpu/ops.cpp, csrc/cuda/ops.cpp), and Python asks the dispatcher which exist.
 #include <torch/extension.h>
 
 #include <string>
 #include <vector>
 
 #include "cpu/fma_peak.h"
-#include "cpu/ops.h"
+#include "cpu/layouts.h"
 #include "cpu/output_cache.h"
 #include "cpu/tiers.h"
 
 namespace {
-
-std::vector<std::string> kernel_names() {
-  std::vector<std::string> names;
-  // csrc/cpu/ops.cpp registers these for the CPU dispatch key.
-  for (const char* op : {"conv2d_bias_act", "max_pool2d", "global_avg_pool", "add_relu"}) {
-    names.push_back(std::string("cpu:") + op);
-  }
-#if defined(FASTRESNET_WITH_CUDA)
-  // csrc/cuda/ops.cpp registers these for the CUDA dispatch key.
-  for (const char* op : {"conv2d_bias_act", "max_pool2d", "global_avg_pool", "add_relu"}) {
-    names.push_back(std::string("cuda:") + op);
-  }
-#endif
-  return names;
-}
 
 py::dict build_info() {
   py::dict info;
@@ -44,56 +28,118 @@ py::dict build_info() {
   // The CPU kernels are compiled once per tier (csrc/cpu/tier_<name>.cpp, a target pragma
   // each); the active one is chosen at load; they run on ATen's thread pool.
   py::list tiers;
-  for (const auto* tier : fastresnet::cpu::compiled_tiers()) tiers.append(tier->name);
+  for (const auto* tier : fastresnet::cpu::compiled_tiers()) tiers.append(tier->name());
   info["cpu_tiers"] = tiers;
   const auto* active = fastresnet::cpu::active_tier();
-  info["cpu_isa"] = active != nullptr ? py::cast(std::string(active->name)) : py::none();
+  info["cpu_isa"] = active != nullptr ? py::cast(std::string(active->name())) : py::none();
   info["cpu_threads"] = "ATen parallel_for (OpenMP in torch's builds)";
 #if defined(FASTRESNET_WITH_CUDA)
   info["cuda"] = true;
 #else
   info["cuda"] = false;
 #endif
-  info["kernels"] = kernel_names();
   return info;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  namespace cpu = fastresnet::cpu;
   m.doc() = "fastresnet compiled kernels";
   m.def("build_info", &build_info, "How this extension was built and which kernels it holds.");
-  m.def("fma_peak_gflops", &fastresnet::cpu::fma_peak_gflops, py::arg("threads"), py::arg("iterations"),
+  m.def("fma_peak_gflops", &cpu::fma_peak_gflops, py::arg("threads"), py::arg("iterations"),
         "Measured fp32 FMA peak (GFLOP/s) of `threads` threads with the active tier's vectors.");
-  m.def("cpu_unsupported_reason", &fastresnet::cpu::unsupported_reason,
-        "Why the C++ CPU kernels cannot run on this CPU, or an empty string if they can.");
-  m.def("pack_conv_weight", &fastresnet::cpu::pack_conv_weight, py::arg("weight"), py::arg("groups"),
-        py::arg("layout"),
-        "A conv weight (C_out, C_in/groups, KH, KW) in a named layout of the CPU kernels: 'oihw', "
-        "'<tier>:blocked', '<tier>:winograd2x2' or '<tier>:winograd4x4' (see csrc/cpu/ops.h).");
-  m.def("cpu_features", &fastresnet::cpu::cpu_features,
-        "This CPU's features (CPUID) and whether the OS saves the ymm/zmm state (XGETBV).");
   m.def(
       "cpu_tiers",
       [] {
         py::list tiers;
-        for (const auto* tier : fastresnet::cpu::compiled_tiers()) {
+        for (const auto* tier : cpu::compiled_tiers()) {
+          const cpu::TierFacts& f = tier->facts;
           py::dict t;
-          t["name"] = tier->name;
-          t["features"] = tier->features;
+          t["name"] = f.name;
+          t["features"] = f.features;
+          t["os_state"] = f.os_state;
+          t["rank"] = f.rank;
+          t["dtypes"] = f.dtypes;
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
-          t["unsupported_reason"] = fastresnet::cpu::tier_unsupported_reason(*tier);
+          t["winograd4x4_max_channels"] = f.winograd4x4_max_channels;
+          t["winograd2x2_max_channels"] = f.winograd2x2_max_channels;
+          t["unsupported_reason"] = cpu::tier_unsupported_reason(*tier);
           tiers.append(t);
         }
         return tiers;
       },
-      "The compiled CPU kernel tiers, widest first: name, features, lanes, block, and why it "
-      "cannot run here ('' if it can).");
-  m.def("set_cpu_isa", &fastresnet::cpu::set_active_tier, py::arg("name"),
-        "Make tier `name` the active one (the ops' tier for 'oihw' weights, pooling, add+ReLU).");
-  m.def("cpu_cached_output_bytes", &fastresnet::cpu::cached_output_bytes,
+      "The compiled CPU kernel tiers, highest rank first: their facts (tier_<name>.cpp) and why "
+      "each cannot run here ('' if it can).");
+  m.def("cpu_features", &cpu::cpu_features,
+        "This CPU's features (CPUID; FASTRESNET_CPU_HIDE masks some) and whether the OS saves the "
+        "ymm/zmm state (XGETBV).");
+  m.def(
+      "cpu_isa",
+      [] {
+        const auto* tier = cpu::active_tier();
+        return tier != nullptr ? py::cast(std::string(tier->name())) : py::none();
+      },
+      "The active CPU tier's name, or None (cpu_isa_error() says why).");
+  m.def("cpu_isa_error", &cpu::no_active_tier_reason,
+        "Why there is no active CPU tier (FASTRESNET_CPU_ISA refused, or none runs here), or ''.");
+  m.def("cpu_isa_choice", &cpu::active_tier_choice, "How the active CPU tier was chosen.");
+  m.def("set_cpu_isa", &cpu::set_active_tier, py::arg("name"),
+        "Make tier `name` the active one (the ops' tier for 'oihw' weights, pooling, add+ReLU); '' "
+        "returns to the choice made at load (FASTRESNET_CPU_ISA, else the highest-ranked that runs).");
+  m.def(
+      "weight_layouts",
+      [] {
+        py::list layouts;
+        for (const auto& layout : cpu::weight_layouts()) {
+          py::dict l;
+          l["name"] = layout.name;
+          l["tier"] = layout.tier != nullptr ? py::cast(std::string(layout.tier->name())) : py::none();
+          l["algorithm"] = layout.algorithm();
+          l["winograd_tile"] = layout.m != 0 ? py::cast(layout.m) : py::none();
+          layouts.append(l);
+        }
+        return layouts;
+      },
+      "Every weight layout of this build (csrc/cpu/layouts.h): name, tier, algorithm, winograd_tile.");
+  m.def(
+      "conv_weight_geometry",
+      [](const std::string& layout, std::vector<int64_t> sizes, int64_t out_c, int64_t groups) {
+        return cpu::weight_geometry(cpu::find_layout(layout, "conv_weight_geometry"), sizes, out_c, groups,
+                                    "conv_weight_geometry");
+      },
+      py::arg("layout"), py::arg("sizes"), py::arg("out_channels"), py::arg("groups"),
+      "(C_out, C_in/groups, KH, KW) of a weight of shape `sizes` in `layout`; ValueError if it "
+      "does not fit the layout.");
+  m.def(
+      "winograd_fits",
+      [](const std::string& tier, int64_t out_c, int64_t in_c, int64_t kh, int64_t kw, std::vector<int64_t> stride,
+         std::vector<int64_t> dilation, int64_t groups) {
+        const auto* t = cpu::find_tier(tier);
+        TORCH_CHECK_VALUE(t != nullptr, "winograd_fits: unknown CPU tier '", tier, "'");
+        return cpu::winograd_fits(*t, out_c, in_c, kh, kw, stride, dilation, groups);
+      },
+      py::arg("tier"), py::arg("out_channels"), py::arg("in_channels"), py::arg("kernel_h"), py::arg("kernel_w"),
+      py::arg("stride"), py::arg("dilation"), py::arg("groups"),
+      "Whether the tier's Winograd kernels take this conv (3x3, stride 1, undilated, ungrouped, "
+      "channels in whole vectors and blocks).");
+  m.def(
+      "pack_conv_weight",
+      [](const at::Tensor& weight, int64_t groups, const std::string& layout) {
+        return cpu::pack_weight(weight, groups, cpu::find_layout(layout, "pack_conv_weight"), "pack_conv_weight");
+      },
+      py::arg("weight"), py::arg("groups"), py::arg("layout"),
+      "A conv weight (C_out, C_in/groups, KH, KW) in a named layout of the CPU kernels (csrc/cpu/layouts.h).");
+  m.def(
+      "unpack_conv_weight",
+      [](const at::Tensor& weight, const std::string& layout, int64_t out_c, int64_t groups) {
+        return cpu::unpack_weight(weight, cpu::find_layout(layout, "unpack_conv_weight"), out_c, groups);
+      },
+      py::arg("weight"), py::arg("layout"), py::arg("out_channels"), py::arg("groups"),
+      "The logical weight (C_out, C_in/groups, KH, KW) back from one in a packed layout.");
+  m.def("cpu_cached_output_bytes", &cpu::cached_output_bytes,
         "Bytes of freed CPU kernel outputs held for reuse (at most 512 MiB).");
-  m.def("cpu_release_cached_outputs", &fastresnet::cpu::release_cached_outputs,
+  m.def("cpu_release_cached_outputs", &cpu::release_cached_outputs,
         "Return the cached CPU kernel output memory to the system; the bytes released.");
 }

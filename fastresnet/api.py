@@ -8,8 +8,8 @@ import warnings
 import torch
 from torch import nn
 
-from . import _ext
-from .backends import select_backend
+from . import _ext, cpu_conv_choice
+from .backends import cpu_kernels_backend, select_backend
 from .explain import INFO_ATTRIBUTE, OptimizationInfo
 from .rewrite import Rewriter
 
@@ -26,6 +26,7 @@ def optimize(
     backend: str = "auto",
     dtype: torch.dtype | str | None = None,
     inplace: bool = False,
+    conv_algorithm: str = "auto",
 ) -> nn.Module:
     """Fold every BatchNorm into its conv and swap ResNet patterns for fused kernels.
 
@@ -36,6 +37,10 @@ def optimize(
         dtype: float32, float16 or bfloat16; default: the model's own floating dtype.
             Folding is computed in float64 and cast once.
         inplace: rewrite ``model`` itself; by default it is copied and left untouched.
+        conv_algorithm: how the C++ CPU kernels may compute 3x3 stride-1 convs: "auto" (the
+            fastest measured per layer: Winograd F(4x4) or F(2x2) where they pay, direct
+            elsewhere), "winograd2x2" (never F(4x4), whose error is 10-45x eager's per
+            layer) or "direct" (eager-level error). Other backends run every conv direct.
 
     Returns the optimized module; ``fastresnet.explain()`` says what was done to it.
     """
@@ -52,12 +57,15 @@ def optimize(
         )
     device = _model_device(model)
     dtype = _resolve_dtype(dtype, model)
+    cpu_conv_choice.check_algorithm(conv_algorithm)
     chosen, notes = select_backend(backend, device, dtype)
-    if chosen.name == "cpp" and device.type == "cpu":
+    if chosen is cpu_kernels_backend():
         notes.append(_ext.cpu_isa_note())  # raises if FASTRESNET_CPU_ISA asks for a tier this CPU lacks
+    elif conv_algorithm != cpu_conv_choice.AUTO:
+        notes.append(f"conv_algorithm={conv_algorithm!r} has no effect on {chosen.name}: it runs every conv direct")
     target = model if inplace else copy.deepcopy(model)
     with torch.no_grad():
-        optimized, fused, eager = Rewriter(target, chosen, dtype, device).run()
+        optimized, fused, eager = Rewriter(target, chosen, dtype, device, conv_algorithm).run()
         optimized.to(dtype)
     if not fused:
         warnings.warn(

@@ -10,13 +10,13 @@ The environment variable FASTRESNET_BACKEND, when set, replaces ``auto`` (an exp
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 
-from . import _ext
-from .cpu_conv_choice import choose_layout
-from .ops import FusedOps, backend_ops, define_backend_ops, reference, weight_layout
+from . import _ext, cpu_conv_choice
+from .ops import FusedOps, backend_ops, define_backend_ops, kernel_missing, reference, weight_layout
 from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
@@ -26,6 +26,7 @@ AUTO = "auto"
 
 class Backend:
     name: str
+    op_prefix: str  # its ops are fastresnet::<op_prefix>_<op> (ops/schemas.py)
     description: str
 
     def priority(self, device: torch.device) -> int:
@@ -40,14 +41,20 @@ class Backend:
         raise NotImplementedError
 
     def prepare_weight(
-        self, weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]
-    ) -> tuple[torch.Tensor, str]:
-        """The folded conv weight in the layout the kernels read fastest, and that layout's
-        name (ops/weight_layout.py). Here the logical layout; with channels_last activations
+        self,
+        weight: torch.Tensor,
+        groups: int,
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        algorithm: str = cpu_conv_choice.AUTO,
+    ) -> tuple[torch.Tensor, str, str]:
+        """The folded conv weight in the layout the kernels read fastest, that layout's name
+        (ops/weight_layout.py), and why that algorithm, for explain() ("" if there was no
+        choice). Here the logical layout, every conv direct; with channels_last activations
         stored as (C_out, KH, KW, C_in) in memory, so each output channel's K axis is contiguous."""
         if self.keeps_channels_last(weight.device):
             weight = weight.contiguous(memory_format=torch.channels_last)
-        return weight, weight_layout.LOGICAL
+        return weight, weight_layout.LOGICAL, ""
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         """Whether activations should be channels_last (NHWC) through the network on
@@ -57,6 +64,7 @@ class Backend:
 
 class ReferenceBackend(Backend):
     name = "reference"
+    op_prefix = "reference"
     description = "plain PyTorch ops; the ground truth and the last fallback"
 
     def priority(self, device: torch.device) -> int:
@@ -78,60 +86,85 @@ class ReferenceBackend(Backend):
         return True
 
 
-class CppBackend(Backend):
-    """Kernels compiled into fastresnet._C, registered for the ``cpp_*`` op schemas:
-    CUDA C++ kernels (csrc/cuda) on GPUs, the CPU kernels (csrc/cpu) of the active
-    instruction-set tier (AVX-512 or AVX2, see _ext.cpu_isa()) on CPUs. On CPU the
-    activations stay NHWC and conv weights are packed once, here, in the tier's layout."""
+class ExtensionBackend(Backend):
+    """Kernels compiled into fastresnet._C, registered there (TORCH_LIBRARY_IMPL) for the
+    ``cpp_*`` op schemas when it loads; activations stay NHWC."""
 
-    name = "cpp"
-    description = "C++ kernels (AVX-512 or AVX2) on CPU, CUDA C++ kernels on GPU, from the fastresnet._C extension"
-
-    def priority(self, device: torch.device) -> int:
-        return 10
-
-    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
-        error = _ext.load_error()
-        if error is not None:
-            return [error]
-        kernels = _ext.build_info().get("kernels", [])
-        if not any(kernel.startswith(f"{device.type}:") for kernel in kernels):
-            return [f"the compiled extension has no fused kernels for {device.type} (build_info()['kernels'] = {kernels})"]
-        if device.type == "cuda":
-            return _cuda_reasons(device)  # bfloat16 WMMA: the kernels are built for sm_80+
-        reasons = []
-        tiers = _ext.cpu_tiers()
-        if not tiers:
-            reasons.append("the C++ CPU kernels are written for x86-64 (AVX2, AVX-512); this build has none for this CPU")
-        elif all(t["unsupported_reason"] for t in tiers):
-            reasons.append(
-                "this CPU runs none of the C++ CPU kernel tiers: "
-                + "; ".join(f"{t['name']}: {t['unsupported_reason']}" for t in tiers)
-            )
-        if dtype is not None and dtype != torch.float32:
-            reasons.append(f"the CPU kernels are float32 only, not {dtype}")
-        return reasons
+    op_prefix = "cpp"
 
     def ops(self) -> FusedOps:
-        # The C++ side registers kernels for these schemas (TORCH_LIBRARY_IMPL) when it loads.
         _ext.extension()
-        define_backend_ops(self.name)
-        return backend_ops(self.name)
-
-    def prepare_weight(
-        self, weight: torch.Tensor, groups: int, stride: tuple[int, int], dilation: tuple[int, int]
-    ) -> tuple[torch.Tensor, str]:
-        if weight.device.type != "cpu":
-            return super().prepare_weight(weight, groups, stride, dilation)
-        layout = choose_layout(weight, groups, stride, dilation, active_cpu_tier())
-        return _ext.extension().pack_conv_weight(weight, groups, layout), layout
+        define_backend_ops(self.op_prefix)
+        return backend_ops(self.op_prefix)
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         return True
 
 
+class CpuKernelsBackend(ExtensionBackend):
+    """The C++ CPU kernels compiled into fastresnet._C (csrc/cpu), registered for the
+    ``cpp_*`` op schemas on the CPU dispatch key, at the active instruction-set tier
+    (_ext.cpu_isa()). Activations stay NHWC and conv weights are packed once, here, in the
+    tier's layout for the algorithm cpu_conv_choice picks."""
+
+    name = "cpp-cpu"
+    description = "C++ CPU kernels from the fastresnet._C extension, at the widest instruction-set tier this CPU runs"
+
+    def priority(self, device: torch.device) -> int:
+        return 10 if device.type == "cpu" else -20  # after reference on other devices: never auto's note
+
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
+        if device.type != "cpu":
+            return [f"the C++ CPU kernels take CPU tensors, not {device.type} (on CUDA: triton or cpp-cuda)"]
+        reasons = _missing_kernels(self, "CPU")
+        if reasons:
+            return reasons
+        tiers = _ext.cpu_tiers()
+        runnable = [t for t in tiers if not t["unsupported_reason"]]
+        if not tiers:
+            reasons.append("the C++ CPU kernels are written for x86-64; this build has no tier for this CPU")
+        elif not runnable:
+            reasons.append(
+                "this CPU runs none of the C++ CPU kernel tiers: "
+                + "; ".join(f"{t['name']}: {t['unsupported_reason']}" for t in tiers)
+            )
+        elif dtype is not None and str(dtype).removeprefix("torch.") not in runnable[0]["dtypes"].split():
+            # runnable[0]: the tier auto takes (FASTRESNET_CPU_ISA may cap it; optimize() checks that)
+            reasons.append(f"the C++ CPU kernels take {runnable[0]['dtypes']}, not {str(dtype).removeprefix('torch.')}")
+        return reasons
+
+    def prepare_weight(
+        self,
+        weight: torch.Tensor,
+        groups: int,
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        algorithm: str = cpu_conv_choice.AUTO,
+    ) -> tuple[torch.Tensor, str, str]:
+        tier = active_cpu_tier()
+        layout, why = cpu_conv_choice.choose_layout(tuple(weight.shape), groups, stride, dilation, tier, algorithm)
+        return weight_layout.pack(weight, groups, layout), layout, why
+
+
+class CudaKernelsBackend(ExtensionBackend):
+    """The CUDA C++ kernels compiled into fastresnet._C (csrc/cuda), registered for the same
+    ``cpp_*`` op schemas on the CUDA dispatch key: the fallback where Triton cannot run."""
+
+    name = "cpp-cuda"
+    description = "CUDA C++ kernels from the fastresnet._C extension (compute capability 8.0+)"
+
+    def priority(self, device: torch.device) -> int:
+        return 10 if device.type == "cuda" else -20
+
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
+        if device.type != "cuda":
+            return [f"the CUDA C++ kernels take CUDA tensors, not {device.type} (on CPU: cpp-cpu)"]
+        return _missing_kernels(self, "CUDA") or _cuda_reasons(device)
+
+
 class TritonBackend(Backend):
     name = "triton"
+    op_prefix = "triton"
     description = "Triton kernels: implicit-GEMM conv with fused epilogue, pooling (CUDA; CPU under TRITON_INTERPRET=1)"
 
     def priority(self, device: torch.device) -> int:
@@ -167,7 +200,30 @@ class TritonBackend(Backend):
         return True
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (TritonBackend(), CppBackend(), ReferenceBackend())}
+BACKENDS: dict[str, Backend] = {
+    b.name: b for b in (TritonBackend(), CpuKernelsBackend(), CudaKernelsBackend(), ReferenceBackend())
+}
+# Names that still work, with a DeprecationWarning: "cpp" was one backend for both the CPU
+# and the CUDA C++ kernels; it means whichever of the two runs on the model's device.
+DEPRECATED_NAMES = {"cpp": {"cpu": "cpp-cpu", "cuda": "cpp-cuda"}}
+
+
+def resolve_name(name: str, device_type: str, stacklevel: int = 2) -> str:
+    """``name``, or the backend a deprecated name stands for on ``device_type`` (warning)."""
+    if name not in DEPRECATED_NAMES:
+        return name
+    new = DEPRECATED_NAMES[name].get(device_type, DEPRECATED_NAMES[name]["cpu"])
+    warnings.warn(
+        f"backend {name!r} is deprecated: the C++ kernels are now two backends, 'cpp-cpu' and 'cpp-cuda'; "
+        f"using {new!r} for {device_type}",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return new
+
+
+def cpu_kernels_backend() -> CpuKernelsBackend:
+    return BACKENDS["cpp-cpu"]
 
 
 @dataclass(frozen=True)
@@ -210,9 +266,10 @@ def select_backend(
     notes = []
     if not isinstance(requested, str):
         raise TypeError(f"backend must be a string, one of {_valid_names()}; got {type(requested).__name__}")
-    if requested == AUTO and os.environ.get(ENV_BACKEND, AUTO) != AUTO:
+    if requested == AUTO and (os.environ.get(ENV_BACKEND) or AUTO) != AUTO:  # set and not empty
         requested = os.environ[ENV_BACKEND]
         notes.append(f"backend chosen by {ENV_BACKEND}={requested}")
+    requested = resolve_name(requested, device.type, stacklevel=3)
     if requested == AUTO:
         for backend in _by_priority(device):
             reasons = backend.not_supported_reasons(device, dtype)
@@ -235,13 +292,26 @@ def active_cpu_tier() -> dict:
     name = _ext.cpu_isa()
     tiers = {t["name"]: t for t in _ext.cpu_tiers()}
     if name not in tiers:
-        reasons = BACKENDS["cpp"].not_supported_reasons(torch.device("cpu"))
+        reasons = cpu_kernels_backend().not_supported_reasons(torch.device("cpu"))
         raise RuntimeError(f"the C++ CPU kernels cannot run here: {'; '.join(reasons)}")
     return tiers[name]
 
 
+def _missing_kernels(backend: Backend, dispatch_key: str) -> list[str]:
+    """Why ``backend``'s ops have no kernels for ``dispatch_key``, asked of the dispatcher."""
+    error = _ext.load_error()
+    if error is not None:
+        return [error]
+    backend.ops()
+    missing = kernel_missing(backend.op_prefix, dispatch_key)
+    if missing:
+        return [f"the compiled extension has no {dispatch_key} kernels for {', '.join(missing)}"]
+    return []
+
+
 def _cuda_reasons(device: torch.device) -> list[str]:
-    """Why the compiled GPU kernels (built for compute capability 8.0+) cannot run on ``device``."""
+    """Why the GPU kernels (Triton's and the CUDA C++ ones, built for compute capability
+    8.0+) cannot run on ``device``."""
     if not torch.cuda.is_available():
         return ["CUDA is not available"]
     capability = torch.cuda.get_device_capability(device)

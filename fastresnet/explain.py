@@ -18,6 +18,7 @@ class FusedRow:
     replaces: list[str]  # names in the original model ("+ add" marks a fused residual add)
     pattern: str  # e.g. "conv+bn+relu", "conv+bn+add+relu", "maxpool"
     op: str
+    why: str = ""  # for a conv whose backend chose among algorithms: why this one
 
 
 @dataclass
@@ -54,10 +55,10 @@ class Explanation:
         lines += [f"note: {note}" for note in info.notes]
         if info.fused:
             lines += ["", "Fused:"]
-            lines += _table(
-                ["module", "pattern", "op", "replaces"],
-                [[r.module, r.pattern, r.op, " + ".join(r.replaces)] for r in info.fused],
-            )
+            header, rows = ["module", "pattern", "op", "replaces"], [[r.module, r.pattern, r.op, " + ".join(r.replaces)] for r in info.fused]
+            if any(r.why for r in info.fused):
+                header, rows = header + ["why this algorithm"], [row + [r.why] for row, r in zip(rows, info.fused)]
+            lines += _table(header, rows)
         if info.eager:
             lines += ["", "Left eager:"]
             lines += _table(["module", "type", "reason"], [[r.module, r.kind, r.reason] for r in info.eager])

@@ -71,14 +71,6 @@ def tiny_resnet():
 CPU_TIERS = ("avx512", "avx2")
 
 
-def reset_cpu_isa() -> None:
-    """Back to the tier the extension picks at load (the widest, or FASTRESNET_CPU_ISA's)."""
-    from fastresnet import _ext
-
-    _ext._choice.clear()
-    _ext.extension()
-
-
 @pytest.fixture(params=CPU_TIERS)
 def cpu_tier(request):
     """Makes each CPU tier the active one in turn; yields its _ext.cpu_tiers() entry."""
@@ -90,8 +82,8 @@ def cpu_tier(request):
         pytest.skip(f"the {name} tier is not compiled in this build (built for another architecture)")
     if tiers[name]["unsupported_reason"]:
         pytest.skip(tiers[name]["unsupported_reason"])
-    _ext.set_cpu_isa(name)
+    _ext.set_cpu_isa(name)  # the extension's own switch; None returns to its choice at load
     try:
         yield tiers[name]
     finally:
-        reset_cpu_isa()
+        _ext.set_cpu_isa(None)

@@ -9,6 +9,7 @@ from torch import nn
 import fastresnet
 from fastresnet import _ext
 from fastresnet.nn import FusedConv2d
+from fastresnet.nn.op_holder import OpHolder
 
 
 @pytest.fixture
@@ -82,13 +83,21 @@ def test_nan_and_inf_propagate_as_in_eager(tiny_resnet, fast):
 
 
 def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
-    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'; valid backends are 'auto', 'triton', 'cpp', 'reference'"):
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'; valid backends are 'auto', 'triton', 'cpp-cpu', 'cpp-cuda', 'reference'"):
         fastresnet.optimize(tiny_resnet, backend="tensorrt")
 
 
 def test_unavailable_backend_raises_with_its_reasons(tiny_resnet):
-    with pytest.raises(RuntimeError, match=r"backend 'cpp' cannot run on cpu: the CPU kernels are float32 only"):
-        fastresnet.optimize(tiny_resnet, backend="cpp", dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match=r"backend 'cpp-cpu' cannot run on cpu: the C\+\+ CPU kernels take float32, not bfloat16"):
+        fastresnet.optimize(tiny_resnet, backend="cpp-cpu", dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match=r"backend 'cpp-cuda' cannot run on cpu: the CUDA C\+\+ kernels take CUDA tensors"):
+        fastresnet.optimize(tiny_resnet, backend="cpp-cuda")
+
+
+def test_the_old_cpp_name_still_works_with_a_deprecation_warning(tiny_resnet):
+    with pytest.warns(DeprecationWarning, match="backend 'cpp' is deprecated.*using 'cpp-cpu' for cpu"):
+        fast = fastresnet.optimize(tiny_resnet, backend="cpp")
+    assert fastresnet.explain(fast).info.backend == "cpp-cpu"
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.int8, "float8"])
@@ -138,8 +147,8 @@ def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
     monkeypatch.setenv("FASTRESNET_BACKEND", "reference")
     fast = fastresnet.optimize(tiny_resnet)
     assert "backend chosen by FASTRESNET_BACKEND=reference" in fastresnet.explain(fast).info.notes
-    monkeypatch.setenv("FASTRESNET_BACKEND", "cpp")
-    with pytest.raises(RuntimeError, match="backend 'cpp' cannot run on cpu"):
+    monkeypatch.setenv("FASTRESNET_BACKEND", "cpp-cpu")
+    with pytest.raises(RuntimeError, match="backend 'cpp-cpu' cannot run on cpu"):
         fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)
     # An explicit argument wins over the environment.
     assert fastresnet.optimize(tiny_resnet, backend="reference").conv1.backend == "reference"
@@ -150,7 +159,7 @@ def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
 
 def test_every_fused_conv_uses_the_chosen_backend(fast):
     convs = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
-    assert convs and all(m.backend == "cpp" for m in convs)  # auto on CPU: the C++ kernels
+    assert convs and all(m.backend == "cpp-cpu" for m in convs)  # auto on CPU: the C++ kernels
     assert all(m.op._name == "fastresnet::cpp_conv2d_bias_act" for m in convs)
     # Activations stay channels_last: converted once, at the entry. Weights are laid out once
     # for the active CPU tier's kernels, and the layout is named on the module: blocked,
@@ -165,6 +174,20 @@ def test_every_fused_conv_uses_the_chosen_backend(fast):
     assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in fast.modules())
 
 
+def test_a_model_saved_with_the_old_cpp_backend_name_still_loads(tiny_resnet, tmp_path):
+    fast = fastresnet.optimize(tiny_resnet)
+    for module in fast.modules():
+        if isinstance(module, OpHolder):
+            module.backend = "cpp"  # as optimize() named the C++ kernels before they were two backends
+    torch.save(fast, tmp_path / "old.pt")
+    with pytest.warns(DeprecationWarning, match="backend 'cpp' is deprecated"):
+        loaded = torch.load(tmp_path / "old.pt", weights_only=False)
+    assert {m.backend for m in loaded.modules() if isinstance(m, OpHolder)} == {"cpp-cpu"}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), fast(x))
+
+
 def test_save_and_load_a_whole_optimized_model(fast, tmp_path):
     torch.save(fast, tmp_path / "fast.pt")
     loaded = torch.load(tmp_path / "fast.pt", weights_only=False)
@@ -172,4 +195,4 @@ def test_save_and_load_a_whole_optimized_model(fast, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), fast(x))
     assert loaded.conv1.op is fast.conv1.op
-    assert fastresnet.explain(loaded).info.backend == "cpp"
+    assert fastresnet.explain(loaded).info.backend == "cpp-cpu"

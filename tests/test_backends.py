@@ -5,14 +5,17 @@ import torch
 
 import fastresnet
 from fastresnet import _ext, backends
+from fastresnet.ops import SCHEMAS, kernel_missing
 
 
 def test_available_backends_lists_each_with_reasons():
     statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
-    assert set(statuses) == {"reference", "cpp", "triton"}
+    assert set(statuses) == {"reference", "cpp-cpu", "cpp-cuda", "triton"}
     assert statuses["reference"].available and statuses["reference"].reasons == ()
-    assert statuses["cpp"].available  # the CPU kernels; this machine (and CI's) runs their avx512 and avx2 tiers
-    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp", "reference", "triton"]  # best first
+    assert statuses["cpp-cpu"].available  # the CPU kernels; this machine (and CI's) runs their tiers
+    assert statuses["cpp-cuda"].reasons == ("the CUDA C++ kernels take CUDA tensors, not cpu (on CPU: cpp-cpu)",)
+    # Best first; the backends of other devices last.
+    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp-cpu", "reference", "triton", "cpp-cuda"]
 
 
 def test_unsupported_device_type_is_explained():
@@ -26,17 +29,20 @@ def test_the_extension_is_built_and_reports_its_build():
     assert _ext.load_error() is None
     info = _ext.build_info()
     assert info["torch_version"] == torch.__version__.split("+")[0]
-    assert {"cpu:conv2d_bias_act", "cpu:max_pool2d", "cpu:global_avg_pool", "cpu:add_relu"} <= set(info["kernels"])
+    # Which kernels exist is the dispatcher's answer, for every op of the one list.
+    backends.BACKENDS["cpp-cpu"].ops()
+    assert kernel_missing("cpp", "CPU") == []
+    assert kernel_missing("cpp", "CUDA") == ([] if info["cuda"] else list(SCHEMAS))
 
 
 def test_missing_extension_is_reported_and_auto_falls_back(monkeypatch, tiny_resnet):
     monkeypatch.setattr(_ext, "_load", lambda: (None, "the compiled extension fastresnet._C could not be loaded (test)"))
     statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
-    assert statuses["cpp"].reasons == ("the compiled extension fastresnet._C could not be loaded (test)",)
+    assert statuses["cpp-cpu"].reasons == ("the compiled extension fastresnet._C could not be loaded (test)",)
     fast = fastresnet.optimize(tiny_resnet)
     info = fastresnet.explain(fast).info
     assert info.backend == "reference"
-    assert any("auto skipped cpp: the compiled extension fastresnet._C could not be loaded" in n for n in info.notes)
+    assert any("auto skipped cpp-cpu: the compiled extension fastresnet._C could not be loaded" in n for n in info.notes)
 
 
 def test_auto_with_no_backend_at_all_says_why():
@@ -47,7 +53,7 @@ def test_auto_with_no_backend_at_all_says_why():
 def test_explain_prints_a_per_layer_table(tiny_resnet):
     fast = fastresnet.optimize(tiny_resnet)
     text = str(fastresnet.explain(fast))
-    assert text.startswith("fastresnet: backend=cpp, dtype=float32, device=cpu;")
+    assert text.startswith("fastresnet: backend=cpp-cpu, dtype=float32, device=cpu;")
     assert "| conv1 " in text and "conv+bn+relu (stem)" in text
     assert "layer2.0.conv2 + layer2.0.bn2 + add + layer2.0.relu" in text
     assert "layer2.0.downsample.0 + layer2.0.downsample.1" in text

@@ -50,10 +50,10 @@ def test_bench_end_to_end(tmp_path):
 
 
 def test_an_unavailable_backend_is_reported_with_its_reason(tmp_path):
-    rows, report = run_bench(tmp_path, "--dtype", "bfloat16", "--backends", "eager,fastresnet-cpp")
-    (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp"}
-    assert "the CPU kernels are float32 only" in unavailable
-    assert "| fastresnet-cpp | unavailable |" in report
+    rows, report = run_bench(tmp_path, "--dtype", "bfloat16", "--backends", "eager,fastresnet-cpp-cpu")
+    (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp-cpu"}
+    assert "the C++ CPU kernels take float32, not bfloat16" in unavailable
+    assert "| fastresnet-cpp-cpu | unavailable |" in report
 
 
 def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -108,8 +108,8 @@ def test_default_candidates_are_everything_that_can_run():
     names = cli.default_candidates(torch.device("cpu"), torch.float32)
     assert names[:6] == ["eager", "eager-channels-last", "torch-compile", "onnxruntime", "openvino", "fastresnet"]
     assert "fastresnet-triton" not in names  # the CPU interpreter is for tests, not for timing
-    assert names[6:] == ["fastresnet-reference"]  # fastresnet itself is cpp, auto's choice
-    # In bfloat16 auto falls back to the reference backend, and cpp is not offered.
+    assert names[6:] == ["fastresnet-reference"]  # fastresnet itself is cpp-cpu, auto's choice
+    # In bfloat16 auto falls back to the reference backend, and cpp-cpu is not offered.
     assert cli.default_candidates(torch.device("cpu"), torch.bfloat16)[5:] == ["fastresnet"]
 
 
@@ -171,10 +171,13 @@ def test_the_peak_is_labelled_with_the_tier_it_was_measured_at(monkeypatch):
             return 100.0
 
     monkeypatch.setattr(_ext, "extension", lambda: FakeExtension())
-    monkeypatch.delattr(_ext, "cpu_isa", raising=False)  # an extension from before cpu_isa(): AVX2 only
-    assert machine.peak_flops(torch.device("cpu"), torch.float32) == (100e9, "FMA peak (avx2, measured)")
-    monkeypatch.setattr(_ext, "cpu_isa", lambda: "avx512", raising=False)
-    assert machine.peak_flops(torch.device("cpu"), torch.float32) == (100e9, "FMA peak (avx512, measured)")
+    for tier in ("avx2", "avx512"):
+        monkeypatch.setattr(_ext, "cpu_isa", lambda: tier)
+        assert machine.peak_flops(torch.device("cpu"), torch.float32) == (100e9, f"FMA peak ({tier}, measured)")
+    # A CPU that runs no tier is measured with a GEMM, and labelled so, not as some tier.
+    monkeypatch.setattr(_ext, "cpu_isa", lambda: None)
+    flops, label = machine.peak_flops(torch.device("cpu"), torch.float32)
+    assert flops > 1e9 and label == "fp32 GEMM peak (torch.mm 2048, measured)"
 
 
 def test_openvino_answers_like_eager():
@@ -201,4 +204,4 @@ def test_verify_on_random_and_real_data(tmp_path):
     assert all(r["passed"] and r["top1_agreement"] == 1.0 for r in rows)
     digits = rows[1]
     assert digits["eager_accuracy"] == digits["fastresnet_accuracy"] > 0.5  # it learned something real
-    assert "| resnet18 (digits) | cpp (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()
+    assert "| resnet18 (digits) | cpp-cpu (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()

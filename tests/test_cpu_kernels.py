@@ -1,24 +1,25 @@
-"""The C++ CPU kernels of the cpp backend (csrc/cpu), on every instruction-set tier this CPU
+"""The C++ CPU kernels of the cpp-cpu backend (csrc/cpu), on every instruction-set tier this CPU
 runs (the ``cpu_tier`` fixture): parity with float64 for every conv shape class and the
 kernel's own edge cases, the packed weight layouts, the layout contract, errors, threads,
 and the backend's choice on CPU."""
 
-import io
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fastresnet
-from conftest import reset_cpu_isa
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
-from fastresnet.cpu_conv_choice import WINOGRAD_4X4_MAX_CHANNEL_PRODUCT, choose_layout
+from fastresnet.cpu_conv_choice import choose_layout
 from fastresnet.nn import FusedConv2d
 from fastresnet.testing import OP_TOLERANCES, Tolerance
 
-OPS = BACKENDS["cpp"].ops()
+OPS = BACKENDS["cpp-cpu"].ops()
 TOL = OP_TOLERANCES[torch.float32]
 # F(4x4, 3x3)'s transforms (points 0, +-1, +-2) round more than direct or F(2x2): measured max
 # error 6e-6 to 1.5e-5 of the output scale on 64-512 channel layers (direct: 8e-7 to 2.3e-6).
@@ -77,8 +78,7 @@ def test_blocked_weight_layout(cpu_tier):
     for g, nb, kh, kw, ci, j in [(0, 0, 0, 0, 0, 0), (1, 1, 1, 4, 2, 3), (1, 0, 0, 3, 1, block - 1), (0, 1, 1, 2, 0, 2)]:
         assert packed[g, nb, kh, kw, ci, j] == weight[g * per_group + nb * block + j, ci, kh, kw]
     assert packed[:, 1, ..., 4:].abs().sum() == 0  # past the group's channels: zero padding
-    layout = fastresnet.ops.weight_layout.WeightLayout.parse(f"{cpu_tier['name']}:blocked")
-    assert torch.equal(fastresnet.ops.weight_layout.unpack(packed, layout, 2 * per_group, 2), weight)
+    assert torch.equal(fastresnet.ops.weight_layout.unpack(packed, f"{cpu_tier['name']}:blocked", 2 * per_group, 2), weight)
 
 
 def test_layout_contract_and_nchw_inputs(cpu_tier):
@@ -157,26 +157,27 @@ def test_threads_split_the_work_without_changing_the_answer(kind, cpu_tier):
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "args,error,message",
     [
-        (lambda x, w, b: (x.half(), w, b), "take float32, got a input of dtype Half"),
-        (lambda x, w, b: (x, w[..., :8].contiguous(), b), r"laid out as 'avx2:blocked', \(groups, 1, KH, KW, C_in/groups, 16\)"),
-        (lambda x, w, b: (x, w, torch.randn(20)), r"laid out as 'avx2:blocked', \(groups, 2, KH"),  # C_out: the bias's length
-        (lambda x, w, b: (x[:, :4], w, b), "expected 8 input channels"),
-        (lambda x, w, b: (x, w.transpose(4, 5), b), "and contiguous"),
+        (lambda x, w, b: (x.half(), w, b), RuntimeError, "take float32, got a input of dtype Half"),
+        (lambda x, w, b: (x, w[..., :8].contiguous(), b), ValueError,
+         r"laid out as 'avx2:blocked', \(groups=1, ceil\(C_out/groups/16\), KH, KW, C_in/groups, 16\) for C_out=8 .*got \[1, 1, 3, 3, 8, 8\]"),
+        (lambda x, w, b: (x, w, torch.randn(20)), ValueError, r"laid out as 'avx2:blocked'.* for C_out=20"),  # the bias's length
+        (lambda x, w, b: (x[:, :4], w, b), RuntimeError, "expected 8 input channels"),
+        (lambda x, w, b: (x, w.transpose(4, 5), b), RuntimeError, "got a non-contiguous Float weight"),
     ],
-)
-def test_kernel_rejects_bad_arguments(args, message):
+)  # fmt: skip
+def test_kernel_rejects_bad_arguments(args, error, message):
     x, weight, bias, _, *rest = conv_args(CONV_CASES[1], channels_last=True)
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises(error, match=message):
         OPS.conv2d_bias_act(*args(x, pack(weight, 1, "avx2:blocked"), bias), None, *rest, "avx2:blocked")
 
 
 def test_kernel_rejects_unknown_or_foreign_layouts():
     x, weight, bias, _, *rest = conv_args(CONV_CASES[1], channels_last=True)
-    with pytest.raises(RuntimeError, match="unknown weight layout 'avx2:tiled'"):
+    with pytest.raises(ValueError, match="unknown weight layout 'avx2:tiled'; this build has 'oihw', 'avx512:blocked'"):
         OPS.conv2d_bias_act(x, weight, bias, None, *rest, "avx2:tiled")
-    with pytest.raises(RuntimeError, match="unknown weight layout 'neon:blocked'"):
+    with pytest.raises(ValueError, match="unknown weight layout 'neon:blocked'"):
         OPS.conv2d_bias_act(x, weight, bias, None, *rest, "neon:blocked")
     with pytest.raises(ValueError, match="reads weights in the logical layout 'oihw' only"):
         BACKENDS["reference"].ops().conv2d_bias_act(x, weight, bias, None, *rest, "avx2:blocked")
@@ -185,7 +186,7 @@ def test_kernel_rejects_unknown_or_foreign_layouts():
 def test_fake_rejects_a_wrongly_packed_weight():
     x, weight, bias, _, *rest, relu = conv_args(CONV_CASES[1])
     packed = pack(weight, 1, "avx2:blocked")
-    with pytest.raises(ValueError, match=r"expected a weight laid out as avx2:blocked, \(groups=1, ceil.* C_out=20"):
+    with pytest.raises(ValueError, match=r"expected a weight laid out as 'avx2:blocked', \(groups=1, ceil.* C_out=20"):
         fastresnet.ops.checks.check_conv2d_args("op", x, packed, torch.randn(20), None, *rest, "avx2:blocked")
     with pytest.raises(ValueError, match=r"expected a 4-D weight \(C_out, C_in/groups, KH, KW\) for layout 'oihw'"):
         fastresnet.ops.checks.check_conv2d_args("op", x, packed, bias, None, *rest)
@@ -195,77 +196,124 @@ def test_fake_rejects_a_wrongly_packed_weight():
 
 def test_auto_picks_the_cpu_kernels_in_float32_only(tiny_resnet):
     info = fastresnet.explain(fastresnet.optimize(tiny_resnet)).info
-    assert info.backend == "cpp"
+    assert info.backend == "cpp-cpu"
     assert any(note.startswith(f"CPU kernels: the {_ext.cpu_isa()} tier") for note in info.notes)
     info = fastresnet.explain(fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)).info
     assert info.backend == "reference"
-    assert "auto skipped cpp: the CPU kernels are float32 only, not torch.bfloat16" in info.notes
+    assert "auto skipped cpp-cpu: the C++ CPU kernels take float32, not bfloat16" in info.notes
 
 
 # -- the tier dispatch, with a faked CPU ---------------------------------------------------
+# The extension reads the CPU (and FASTRESNET_CPU_ISA) once, when it loads: a CPU that lacks
+# some features is faked in a fresh interpreter, with FASTRESNET_CPU_HIDE, so that the
+# extension's own checks see it, as they would on such a CPU.
 
 
-def fake_cpu(monkeypatch, lacking: set[str]):
-    """Pretend the CPU cannot run the tiers in ``lacking``; the extension re-picks its tier."""
-    real = _ext.cpu_tiers()
-    faked = [dict(t, unsupported_reason=f"this CPU lacks {t['name']} (faked)" if t["name"] in lacking else
-                  t["unsupported_reason"]) for t in real]  # fmt: skip
-    monkeypatch.setattr(_ext, "cpu_tiers", lambda: faked)
-    _ext._choice.clear()
+def run_faked(tmp_path, code: str, **env: str) -> str:
+    """Runs ``code`` in a fresh interpreter with ``env``; returns what it printed. Its
+    ``models`` are the ones given to save_models() (the original tiny ResNet, and optimized ones)."""
+    script = "import pickle, torch, fastresnet\nfrom fastresnet import _ext\nfrom fastresnet.nn import FusedConv2d\n"
+    script += f"models = torch.load({str(tmp_path / 'models.pt')!r}, weights_only=False)\n" + code
+    for name in ("FASTRESNET_CPU_HIDE", "FASTRESNET_CPU_ISA", "FASTRESNET_BACKEND"):
+        env.setdefault(name, "")
+    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, **env), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
-@pytest.fixture
-def restore_cpu_isa():
-    yield
-    reset_cpu_isa()
+def save_models(tmp_path, **models) -> None:
+    torch.save(models, tmp_path / "models.pt")
 
 
-def test_a_cpu_without_avx512_runs_the_avx2_tier(tiny_resnet, monkeypatch, restore_cpu_isa):
-    fake_cpu(monkeypatch, {"avx512"})
-    assert _ext.cpu_isa() == "avx2"
-    fast = fastresnet.optimize(tiny_resnet)
-    assert {m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)} == {"avx2"}
-    assert "CPU kernels: the avx2 tier, the widest this CPU runs (FASTRESNET_CPU_ISA can cap it)" in (
-        fastresnet.explain(fast).info.notes
+def tiers_of(model) -> set:
+    return {m.cpu_tier for m in model.modules() if isinstance(m, FusedConv2d)}
+
+
+NEEDS_AVX512 = pytest.mark.skipif(
+    any(t["unsupported_reason"] for t in _ext.cpu_tiers()), reason="needs a CPU that runs every tier, to fake one that does not"
+)
+
+
+@NEEDS_AVX512
+def test_a_cpu_without_avx512_runs_the_avx2_tier_and_refuses_avx512_weights(tiny_resnet, tmp_path):
+    save_models(tmp_path, eager=tiny_resnet)
+    out = run_faked(tmp_path, """
+assert _ext.cpu_isa() == "avx2", _ext.cpu_isa()
+fast = fastresnet.optimize(models["eager"])
+print({m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)})
+print(fastresnet.explain(fast).info.notes)
+x = torch.randn(2, 3, 32, 32)
+with torch.no_grad():
+    torch.testing.assert_close(fast(x), models["eager"](x), atol=1e-4, rtol=1e-4)
+# The kernels refuse a weight laid out for a tier this CPU cannot run: a clear error, never an illegal instruction.
+w, b = torch.randn(32, 16, 3, 3), torch.randn(32)
+packed = _ext.extension().pack_conv_weight(w, 1, "avx512:blocked")
+ops = fastresnet.backends.BACKENDS["cpp-cpu"].ops()
+try:
+    ops.conv2d_bias_act(torch.randn(1, 16, 8, 8), packed, b, None, [1, 1], [1, 1], [1, 1], 1, True, "avx512:blocked")
+except RuntimeError as error:
+    print(str(error).splitlines()[0])
+""", FASTRESNET_CPU_HIDE="avx512f")
+    assert "{'avx2'}" in out
+    assert "CPU kernels: the avx2 tier, the widest this CPU runs (FASTRESNET_CPU_ISA can cap it)" in out
+    assert (
+        "fastresnet::cpp_conv2d_bias_act: the weight is laid out as 'avx512:blocked' for the avx512 kernels, which "
+        "cannot run here (the avx512 kernels need avx512f fma; this CPU lacks avx512f)"
+    ) in out
+
+
+@NEEDS_AVX512
+def test_a_cpu_without_avx2_falls_back_to_reference_with_the_reason(tiny_resnet, tmp_path):
+    save_models(tmp_path, eager=tiny_resnet)
+    out = run_faked(tmp_path, """
+(status,) = [s for s in fastresnet.available_backends("cpu") if s.name == "cpp-cpu"]
+print("reasons:", status.reasons)
+info = fastresnet.explain(fastresnet.optimize(models["eager"])).info
+print("backend:", info.backend, info.notes)
+""", FASTRESNET_CPU_HIDE="avx2,avx512f")
+    reason = (
+        "this CPU runs none of the C++ CPU kernel tiers: avx512: the avx512 kernels need avx512f fma; this CPU lacks "
+        "avx512f; avx2: the avx2 kernels need avx2 fma; this CPU lacks avx2"
     )
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(fast(x), tiny_resnet(x), atol=1e-4, rtol=1e-4)
+    assert f"reasons: ('{reason}',)" in out
+    assert f"backend: reference" in out and f"auto skipped cpp-cpu: {reason}" in out
 
 
-def test_a_cpu_without_avx2_falls_back_to_reference_with_the_reason(tiny_resnet, monkeypatch, restore_cpu_isa):
-    fake_cpu(monkeypatch, {"avx512", "avx2"})
-    statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
-    (reason,) = statuses["cpp"].reasons
-    assert reason.startswith("this CPU runs none of the C++ CPU kernel tiers: avx512: this CPU lacks avx512 (faked)")
-    info = fastresnet.explain(fastresnet.optimize(tiny_resnet)).info
-    assert info.backend == "reference" and f"auto skipped cpp: {reason}" in info.notes
+@NEEDS_AVX512
+def test_fastresnet_cpu_isa_caps_the_tier_and_refuses_what_the_cpu_lacks(tiny_resnet, tmp_path):
+    save_models(tmp_path, eager=tiny_resnet)
+    capped = run_faked(tmp_path, """
+fast = fastresnet.optimize(models["eager"])
+print({m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)}, fastresnet.explain(fast).info.notes)
+""", FASTRESNET_CPU_ISA="avx2")
+    assert "{'avx2'}" in capped and "CPU kernels: the avx2 tier, chosen by FASTRESNET_CPU_ISA=avx2" in capped
+    refusing = """
+try:
+    fastresnet.optimize(models["eager"])
+except ValueError as error:
+    print(error)
+"""
+    lacking = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="avx512", FASTRESNET_CPU_HIDE="avx512f")
+    assert (
+        "FASTRESNET_CPU_ISA=avx512 asks for a tier this CPU cannot run: the avx512 kernels need avx512f fma; this "
+        "CPU lacks avx512f; this CPU runs avx2 (its flags: fma avx2)"
+    ) in lacking
+    unknown = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="sse2")
+    assert "FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512, avx2, and this CPU runs" in unknown
 
 
-def test_fastresnet_cpu_isa_caps_the_tier_and_refuses_what_the_cpu_lacks(tiny_resnet, monkeypatch, restore_cpu_isa):
-    monkeypatch.setenv("FASTRESNET_CPU_ISA", "avx2")
-    _ext._choice.clear()
-    fast = fastresnet.optimize(tiny_resnet)
-    assert {m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)} == {"avx2"}
-    assert "CPU kernels: the avx2 tier, chosen by FASTRESNET_CPU_ISA=avx2" in fastresnet.explain(fast).info.notes
-    fake_cpu(monkeypatch, {"avx512"})
-    monkeypatch.setenv("FASTRESNET_CPU_ISA", "avx512")
-    with pytest.raises(ValueError, match=r"FASTRESNET_CPU_ISA=avx512 asks for a tier this CPU cannot run: this CPU "
-                                         r"lacks avx512 \(faked\); this CPU runs avx2 \(its flags: avx2 fma"):  # fmt: skip
-        fastresnet.optimize(tiny_resnet)
-    monkeypatch.setenv("FASTRESNET_CPU_ISA", "sse2")
-    _ext._choice.clear()
-    with pytest.raises(ValueError, match="FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512, avx2"):
-        fastresnet.optimize(tiny_resnet)
-
-
-def test_resolve_cpu_isa_is_a_pure_rule():
-    tiers = [{"name": "avx512", "unsupported_reason": "no avx512f"}, {"name": "avx2", "unsupported_reason": ""}]
-    assert _ext.resolve_cpu_isa(tiers, None, {}) == "avx2"
-    assert _ext.resolve_cpu_isa(tiers, "avx2", {}) == "avx2"
-    assert _ext.resolve_cpu_isa([dict(t, unsupported_reason="x") for t in tiers], None, {}) is None
-    with pytest.raises(ValueError, match="this CPU runs avx2 \\(its flags: avx2 fma\\)"):
-        _ext.resolve_cpu_isa(tiers, "avx512", {"avx2": True, "fma": True, "avx512f": False})
+def test_set_cpu_isa_switches_the_extension_and_refuses_unknown_tiers(tiny_resnet):
+    runnable = [t["name"] for t in _ext.cpu_tiers() if not t["unsupported_reason"]]
+    try:
+        for name in runnable:
+            _ext.set_cpu_isa(name)
+            assert _ext.cpu_isa() == name == _ext.build_info()["cpu_isa"]
+            assert tiers_of(fastresnet.optimize(tiny_resnet)) == {name}
+        with pytest.raises(ValueError, match="CPU tier 'sse2' is not a CPU kernel tier of this build"):
+            _ext.set_cpu_isa("sse2")
+    finally:
+        _ext.set_cpu_isa(None)
+    assert _ext.cpu_isa() == runnable[0]
 
 
 def test_the_real_cpu_check_agrees_with_this_machine():
@@ -275,29 +323,27 @@ def test_the_real_cpu_check_agrees_with_this_machine():
     assert tiers["avx2"] == ({"avx2", "fma"} <= flags)
     assert tiers["avx512"] == ({"avx512f", "fma"} <= flags)  # and Linux saves the zmm state where the CPU has it
     features = _ext.cpu_features()
-    for flag in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"):
+    for flag in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni", "amx_bf16",
+                 "amx_tile", "amx_int8"):  # fmt: skip
         assert features[flag] == (flag in flags), flag
 
 
-def test_a_model_saved_on_one_tier_is_relaid_out_where_it_cannot_run(tiny_resnet, monkeypatch, restore_cpu_isa):
-    runnable = [t["name"] for t in _ext.cpu_tiers() if not t["unsupported_reason"]]
-    if len(runnable) < 2:
-        pytest.skip(f"needs two CPU tiers that run here to save on one and load on the other; this CPU runs {runnable}")
-    saved_on, loaded_on = runnable
-    _ext.set_cpu_isa(saved_on)
+@NEEDS_AVX512
+def test_a_model_saved_on_one_tier_is_relaid_out_where_it_cannot_run(tiny_resnet, tmp_path):
     fast = fastresnet.optimize(tiny_resnet)
-    layouts = {m.weight_layout for m in fast.modules() if isinstance(m, FusedConv2d)}
-    assert layouts == {f"{saved_on}:{kind}" for kind in ("blocked", "winograd2x2", "winograd4x4")}
-    buffer = io.BytesIO()
-    torch.save(fast, buffer)
-    fake_cpu(monkeypatch, {saved_on})
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)
-    assert {m.weight_layout for m in loaded.modules() if isinstance(m, FusedConv2d)} == {
-        f"{loaded_on}:{kind}" for kind in ("blocked", "winograd2x2", "winograd4x4")}  # fmt: skip
+    assert tiers_of(fast) == {"avx512"}
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), fast(x), atol=1e-5, rtol=1e-5)
+        expected = fast(x)
+    save_models(tmp_path, fast=fast, x=x, expected=expected)
+    out = run_faked(tmp_path, """
+fast = models["fast"]
+print(sorted({m.weight_layout for m in fast.modules() if isinstance(m, FusedConv2d)}))
+with torch.no_grad():
+    torch.testing.assert_close(fast(models["x"]), models["expected"], atol=1e-5, rtol=1e-5)
+print("same answer")
+""", FASTRESNET_CPU_HIDE="avx512f")
+    assert "['avx2:blocked', 'avx2:winograd2x2', 'avx2:winograd4x4']" in out and "same answer" in out
 
 
 # -- Winograd F(2x2, 3x3) and F(4x4, 3x3) --------------------------------------------------
@@ -331,6 +377,14 @@ def test_winograd_matches_float64(case, residual, relu, m, cpu_tier):
     torch.library.opcheck(OPS.conv2d_bias_act, (x, u, bias, res, *args, layout))
 
 
+# G of F(m x m, 3x3) (U = G g G^T), from Lavin & Gray (2016): the test's own statement of it.
+WINOGRAD_G = {
+    2: [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
+    4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1]],
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("m", [2, 4])
 def test_winograd_weight_is_g_g_gt_and_unpacks(m, cpu_tier):
     block = cpu_tier["block"]
@@ -339,12 +393,11 @@ def test_winograd_weight_is_g_g_gt_and_unpacks(m, cpu_tier):
     u = pack(weight, 1, layout)
     t = m + 2
     assert u.shape == (t, t, 2, 5, block) and u.is_contiguous()
-    g = torch.tensor(fastresnet.ops.weight_layout._WINOGRAD_G[m], dtype=torch.float64)
+    g = torch.tensor(WINOGRAD_G[m], dtype=torch.float64)
     for co, ci in [(0, 0), (block + 1, 4), (2 * block - 1, 2)]:
         expected = g @ weight[co, ci].double() @ g.T
         torch.testing.assert_close(u[:, :, co // block, ci, co % block].double(), expected, atol=1e-6, rtol=0)
-    parsed = fastresnet.ops.weight_layout.WeightLayout.parse(layout)
-    unpacked = fastresnet.ops.weight_layout.unpack(u, parsed, 2 * block, 1)
+    unpacked = fastresnet.ops.weight_layout.unpack(u, layout, 2 * block, 1)
     torch.testing.assert_close(unpacked, weight, atol=1e-6, rtol=0)
 
 
@@ -356,20 +409,21 @@ def test_winograd_rejects_what_it_cannot_compute():
         OPS.conv2d_bias_act(x, u, bias, None, [2, 2], *args[1:])
     with pytest.raises(RuntimeError, match=r"expected 8 input channels \(a multiple of 8\)"):
         OPS.conv2d_bias_act(x[:, :4], u, bias, None, *args)
-    with pytest.raises(RuntimeError, match=r"laid out as 'avx2:winograd4x4', \(6, 6, 1, C_in, 16\)"):
+    with pytest.raises(ValueError, match=r"laid out as 'avx2:winograd4x4', \(6, 6, C_out/16, C_in, 16\)"):
         OPS.conv2d_bias_act(x, u, bias, None, *args[:-1], "avx2:winograd4x4")
-    with pytest.raises(ValueError, match=r"expected a weight laid out as avx2:winograd2x2, \(4, 4, C_out/B, C_in, B\)"):
+    with pytest.raises(ValueError, match=r"expected a weight laid out as 'avx2:winograd2x2', \(4, 4, C_out/16, C_in, 16\)"):
         fastresnet.ops.checks.conv_weight_geometry("op", u, torch.randn(48), 1, "avx2:winograd2x2")
-    with pytest.raises(RuntimeError, match="C_out a multiple of 16"):
+    with pytest.raises(ValueError, match="C_out a multiple of 16"):
         pack(torch.randn(12, 8, 3, 3), 1, "avx2:winograd2x2")
 
 
 def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monkeypatch, cpu_tier):
     """3x3 stride-1 convs take Winograd F(4x4) up to the tier's channel limit, F(2x2) up to
-    512x512 channels; the rest stay direct."""
+    its F(2x2) limit; the rest stay direct. conv_algorithm and FASTRESNET_WINOGRAD=0 limit it."""
     f2, f4 = "winograd F(2x2,3x3)", "winograd F(4x4,3x3)"
     fast = fastresnet.optimize(tiny_resnet)
-    limit_4x4 = WINOGRAD_4X4_MAX_CHANNEL_PRODUCT[cpu_tier["name"]]
+    limit_4x4 = cpu_tier["winograd4x4_max_channels"]
+    assert 0 < limit_4x4 < 512 * 512 <= cpu_tier["winograd2x2_max_channels"]
     for name, module in fast.named_modules():
         if isinstance(module, FusedConv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1):
             product = module.in_channels * module.out_channels
@@ -378,20 +432,43 @@ def test_winograd_is_chosen_per_layer_and_can_be_switched_off(tiny_resnet, monke
     assert fast.conv1.algorithm == "direct"  # the 7x7 stem
     assert fast.layer2[0].body[0].algorithm == "direct"  # 3x3 stride 2
     assert fast.layer4[0].last.algorithm == f2  # 512x512
-    wide = torch.empty(1024, 1024, 3, 3, device="meta")
-    assert choose_layout(wide, 1, (1, 1), (1, 1), cpu_tier).endswith(":blocked")  # wider: not measured
-    odd = torch.empty(cpu_tier["block"], cpu_tier["lanes"] + 4, 3, 3)  # C_in not in whole vectors
-    assert choose_layout(odd, 1, (1, 1), (1, 1), cpu_tier).endswith(":blocked")
-    rows = {row.module: row.op for row in fastresnet.explain(fast).info.fused}
     name = cpu_tier["name"]
-    assert rows["layer1.0.last"] == f"cpp_conv2d_bias_act ({name}, {f4})"
-    assert rows["conv1"] == f"cpp_conv2d_bias_act ({name}, direct)"
-    monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
-    direct = fastresnet.optimize(tiny_resnet)
+    wide = choose_layout((1024, 1024, 3, 3), 1, (1, 1), (1, 1), cpu_tier, "auto")  # wider: not measured
+    assert wide == (f"{name}:blocked", f"direct: 1024x1024 channels, above {name}'s Winograd limit 512x512")
+    odd = (cpu_tier["block"], cpu_tier["lanes"] + 4, 3, 3)  # C_in not in whole vectors
+    assert choose_layout(odd, 1, (1, 1), (1, 1), cpu_tier, "auto")[0] == f"{name}:blocked"
+    rows = {row.module: row for row in fastresnet.explain(fast).info.fused}
+    assert rows["layer1.0.last"].op == f"cpp_conv2d_bias_act ({name}, {f4})"
+    assert rows["layer1.0.last"].why == f"F(4x4): 64x64 channels, within {name}'s F(4x4) limit {_side(limit_4x4)}"
+    assert rows["conv1"].op == f"cpp_conv2d_bias_act ({name}, direct)"
+    assert rows["conv1"].why.startswith("direct: a 7x7/2 conv, 64x3 channels; Winograd takes 3x3/1")
+    assert "why this algorithm" in str(fastresnet.explain(fast))
+    # conv_algorithm: F(2x2) only, or every conv direct; FASTRESNET_WINOGRAD=0 overrides it.
+    only_2x2 = fastresnet.optimize(tiny_resnet, conv_algorithm="winograd2x2")
+    assert only_2x2.layer1[0].last.algorithm == f2
+    assert fastresnet.explain(only_2x2).info.fused[2].why == "F(2x2): 64x64 channels, conv_algorithm='winograd2x2' (no F(4x4))"
+    direct = fastresnet.optimize(tiny_resnet, conv_algorithm="direct")
     assert {m.algorithm for m in direct.modules() if isinstance(m, FusedConv2d)} == {"direct"}
+    monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
+    by_env = fastresnet.optimize(tiny_resnet)
+    assert {m.algorithm for m in by_env.modules() if isinstance(m, FusedConv2d)} == {"direct"}
+    assert {r.why for r in fastresnet.explain(by_env).info.fused if r.why} == {"direct: FASTRESNET_WINOGRAD=0"}
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), direct(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(only_2x2(x), direct(x), atol=1e-4, rtol=1e-4)
+
+
+def _side(product: int) -> str:
+    side = round(product**0.5)
+    return f"{side}x{side}"
+
+
+def test_conv_algorithm_is_checked_and_noted_where_it_does_nothing(tiny_resnet):
+    with pytest.raises(ValueError, match="unknown conv_algorithm 'fft'; valid choices are 'auto', 'winograd2x2', 'direct'"):
+        fastresnet.optimize(tiny_resnet, conv_algorithm="fft")
+    reference = fastresnet.optimize(tiny_resnet, backend="reference", conv_algorithm="direct")
+    assert "conv_algorithm='direct' has no effect on reference: it runs every conv direct" in fastresnet.explain(reference).info.notes
 
 
 def test_output_memory_is_reused_only_after_the_tensor_is_freed():

@@ -54,7 +54,7 @@ def assert_same_top1(fused: torch.Tensor, ref64: torch.Tensor, tolerance: float)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_classifier_parity_fp32_cpu_kernels(name, cpu_tier):
     """The C++ CPU kernels, on every tier this CPU runs."""
-    fast = check_classifier_parity_fp32(name, "cpp")
+    fast = check_classifier_parity_fp32(name, "cpp-cpu")
     assert {m.cpu_tier for m in fast.modules() if isinstance(m, FusedConv2d)} == {cpu_tier["name"]}
 
 
@@ -81,7 +81,7 @@ def check_classifier_parity_fp32(name: str, backend: str) -> nn.Module:
 def test_direct_convs_only_parity(monkeypatch, cpu_tier):
     """FASTRESNET_WINOGRAD=0: every 3x3 conv of the CPU kernels runs directly."""
     monkeypatch.setenv("FASTRESNET_WINOGRAD", "0")
-    fast, *_ = run_parity(calibrated(MODELS["resnet34"]()), torch.randn(2, 3, 64, 64), backend="cpp")
+    fast, *_ = run_parity(calibrated(MODELS["resnet34"]()), torch.randn(2, 3, 64, 64), backend="cpp-cpu")
     assert {m.algorithm for m in fast.modules() if hasattr(m, "algorithm")} == {"direct"}
 
 

@@ -186,7 +186,7 @@ def test_a_single_block_as_the_whole_model():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), block(x), atol=1e-5, rtol=1e-5)
-    assert fastresnet.explain(fast).info.backend == "cpp"
+    assert fastresnet.explain(fast).info.backend == "cpp-cpu"
 
 
 def test_nothing_recognised_warns():

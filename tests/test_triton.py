@@ -126,7 +126,7 @@ def test_whole_model_matches_eager(name):
 def test_auto_never_picks_the_interpreter_and_reasons_are_given(monkeypatch, tiny_resnet):
     if DEVICE == "cuda":
         pytest.skip("on a GPU machine auto is expected to pick Triton; this checks the CPU side")
-    assert fastresnet.explain(fastresnet.optimize(tiny_resnet)).info.backend == "cpp"  # not the interpreter
+    assert fastresnet.explain(fastresnet.optimize(tiny_resnet)).info.backend == "cpp-cpu"  # not the interpreter
     in_bf16 = fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)  # no CPU kernels in bf16: still not Triton
     assert fastresnet.explain(in_bf16).info.backend == "reference"
     monkeypatch.setenv("TRITON_INTERPRET", "0")

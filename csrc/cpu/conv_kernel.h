@@ -19,6 +19,12 @@
 // tier's translation unit has its own copy, compiled for its own instruction set.
 #pragma once
 
+// Standard headers this file uses. Each tier file includes them before its target pragma,
+// so these are no-ops there and the library's inline functions keep the generic target.
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
 namespace fastresnet::cpu {
 namespace {
 

@@ -1,7 +1,8 @@
-// The CPU kernels' shapes and the table of one instruction-set tier's kernels. No torch
-// headers and no intrinsics here: the kernels themselves (conv_kernel.h, winograd_kernel.h,
-// pool_kernel.h, fma_kernel.h) are templates over a vector type, compiled once per tier by
-// tier_<name>.cpp with that tier's target flags, and picked at run time (tiers.cpp).
+// The CPU kernels' shapes and the table of one instruction-set tier: what it needs, its
+// algorithm limits and its kernels. No torch headers and no intrinsics here: the kernels
+// themselves (conv_kernel.h, winograd_kernel.h, pool_kernel.h, and the FMA probe in
+// tier_table.h) are templates over a vector type, compiled once per tier by tier_<name>.cpp
+// with that tier's target flags, which registers the tier; tiers.cpp picks one at run time.
 #pragma once
 
 #include <cstdint>
@@ -81,12 +82,26 @@ struct PoolShape {
 // two pipes for either tier.
 constexpr int kFmaChains = 12;
 
-// One instruction-set tier's kernels, all from the same templates.
+// What a tier is, besides its kernels: written once, in its tier_<name>.cpp.
+struct TierFacts {
+  const char* name;      // FASTRESNET_CPU_ISA's value, and the prefix of the tier's weight layouts
+  const char* features;  // what the CPU must have, as /proc/cpuinfo names it, space-separated
+  const char* os_state;  // the register state the OS must save (XGETBV): "ymm" or "zmm"
+  int rank;              // when the CPU runs several tiers, the highest rank is chosen
+  const char* dtypes;    // the activation dtypes its kernels take, space-separated
+  // Winograd per layer, by C_out x C_in: F(4x4,3x3) up to the first, F(2x2,3x3) above it up
+  // to the second, direct beyond (0: never). Measured per tier; the figures are in its file.
+  int64_t winograd4x4_max_channels;
+  int64_t winograd2x2_max_channels;
+};
+
+// One instruction-set tier: its facts and its kernels, all from the same templates.
 struct CpuTier {
-  const char* name;      // "avx2", "avx512": FASTRESNET_CPU_ISA's values, and weight layouts' prefix
-  const char* features;  // what the CPU must have, as /proc/cpuinfo names it
-  int64_t lanes;         // fp32 lanes per vector
-  int64_t block;         // output channels per weight block: two vectors
+  TierFacts facts;
+  int64_t lanes;  // fp32 lanes per vector
+  int64_t block;  // output channels per weight block: two vectors
+
+  const char* name() const { return facts.name; }
 
   ConvPlan (*plan_conv)(const ConvShape& shape, int threads);
   // Runs items [begin, end) of `plan`; the caller spreads item ranges over threads.

@@ -3,124 +3,55 @@
 // (fastresnet/ops/schemas.py). Argument checks mirror fastresnet/ops/checks.py.
 //
 // The kernels work on NHWC (channels_last) fp32. Inside an optimized model every activation
-// already is NHWC (its first conv converts the input once) and conv weights arrive blocked
-// (pack_conv_weight, done once by optimize(), in a layout named with the tier whose kernels
-// read it); other inputs are accepted and converted
-// per call, which is correct but pays for the conversion.
+// already is NHWC (its first conv converts the input once) and conv weights arrive packed
+// once, by optimize(), in a layout named with the tier whose kernels read it (layouts.h);
+// other inputs are accepted and converted per call, which is correct but pays for the
+// conversion.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <array>
 #include <optional>
 #include <string>
 
 #include "../op_shapes.h"
-#include "ops.h"
+#include "layouts.h"
 #include "output_cache.h"
 #include "tiers.h"
 
 namespace fastresnet::cpu {
 
-std::string unsupported_reason() {
-  if (active_tier() != nullptr) return "";
-  const std::vector<const CpuTier*> tiers = compiled_tiers();
-  if (tiers.empty()) return "the C++ CPU kernels are written for x86-64 (AVX2, AVX-512); this build has none";
-  std::string reason = "this CPU runs none of the C++ CPU kernel tiers:";
-  for (const CpuTier* tier : tiers) reason += " " + tier_unsupported_reason(*tier) + ";";
-  reason.pop_back();
-  return reason;
-}
-
 namespace {
-
-// What a layout name says: whose kernels read the weight, and how it is laid out.
-struct WeightLayout {
-  enum Kind { kLogical, kBlocked, kWinograd } kind;
-  const CpuTier* tier;  // the kernels that read it
-  int64_t m;            // Winograd output tile (2 or 4)
-};
 
 const CpuTier& runnable_active_tier(const char* op) {
   const CpuTier* tier = active_tier();
-  TORCH_CHECK(tier != nullptr, op, ": ", unsupported_reason());
+  TORCH_CHECK(tier != nullptr, op, ": ", no_active_tier_reason());
   return *tier;
 }
 
-WeightLayout parse_layout(const std::string& name, const char* op) {
-  if (name == kLogicalLayout) return {WeightLayout::kLogical, &runnable_active_tier(op), 0};
-  const size_t colon = name.find(':');
-  const std::string tier_name = name.substr(0, colon), kind = colon == std::string::npos ? "" : name.substr(colon + 1);
-  const CpuTier* tier = find_tier(tier_name);
-  WeightLayout layout{WeightLayout::kBlocked, tier, 0};
-  if (kind == "winograd2x2" || kind == "winograd4x4") layout = {WeightLayout::kWinograd, tier, kind == "winograd2x2" ? 2 : 4};
-  TORCH_CHECK(tier != nullptr && (kind == "blocked" || layout.kind == WeightLayout::kWinograd), op,
-              ": unknown weight layout '", name, "'; expected '", kLogicalLayout,
-              "' or '<tier>:blocked', '<tier>:winograd2x2', '<tier>:winograd4x4' for a tier of this build");
-  const std::string reason = tier_unsupported_reason(*tier);
-  TORCH_CHECK(reason.empty(), op, ": the weight is laid out as '", name, "' for the ", tier->name,
+// The layout `name` (looked up, not parsed: layouts.h), refused if its tier cannot run here.
+const WeightLayout& runnable_layout(const std::string& name, const char* op) {
+  const WeightLayout& layout = find_layout(name, op);
+  if (layout.tier == nullptr) return layout;
+  const std::string reason = tier_unsupported_reason(*layout.tier);
+  TORCH_CHECK(reason.empty(), op, ": the weight is laid out as '", name, "' for the ", layout.tier->name(),
               " kernels, which cannot run here (", reason,
               "); optimize the model on this machine, or load it with torch.load, which re-lays out its weights");
   return layout;
 }
 
-// G of F(m x m, 3x3), (m + 2) x 3: the weight transform U = G g G^T.
-at::Tensor winograd_g(int64_t m) {
-  const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  if (m == 2) return at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0}, f64).view({4, 3});
-  return at::tensor({1.0 / 4, 0.0, 0.0,                      //
-                     -1.0 / 6, -1.0 / 6, -1.0 / 6,           //
-                     -1.0 / 6, 1.0 / 6, -1.0 / 6,            //
-                     1.0 / 24, 1.0 / 12, 1.0 / 6,            //
-                     1.0 / 24, -1.0 / 12, 1.0 / 6,           //
-                     0.0, 0.0, 1.0},
-                    f64)
-      .view({6, 3});
-}
-
-// (C_out, C_in/groups, KH, KW) -> (groups, ceil(C_out/groups/B), KH, KW, C_in/groups, B),
-// output channels zero-padded to whole blocks.
-at::Tensor block_weight(const at::Tensor& weight, int64_t groups, int64_t block) {
-  const int64_t out_c_g = weight.size(0) / groups, in_c_g = weight.size(1);
-  const int64_t kh = weight.size(2), kw = weight.size(3);
-  const int64_t blocks = (out_c_g + block - 1) / block;
-  at::Tensor w = weight.reshape({groups, out_c_g, in_c_g, kh, kw});
-  w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * block - out_c_g});  // zero output channels
-  // (G, NB, B, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, B): a block's reduction axis in
-  // NHWC order (kernel row, kernel column, channel), B output channels side by side.
-  return w.reshape({groups, blocks, block, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
-}
-
-// U = G g G^T in float64, then (C_out/B, B, C_in, T, T) -> (T, T, C_out/B, C_in, B).
-at::Tensor winograd_weight(const at::Tensor& weight, int64_t m, int64_t block, const char* op) {
-  TORCH_CHECK(weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % block == 0, op,
-              ": a Winograd layout needs a (C_out, C_in, 3, 3) weight with C_out a multiple of ", block,
-              " and groups=1; got shape ", weight.sizes());
-  const at::Tensor g = winograd_g(m);
-  const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
-  const int64_t out_c = weight.size(0), in_c = weight.size(1), t = m + 2;
-  return u.reshape({out_c / block, block, in_c, t, t}).permute({3, 4, 0, 2, 1}).contiguous();
+// A packed weight in `layout`, checked against it; its geometry (C_out, C_in/groups, KH, KW).
+std::array<int64_t, 4> check_packed_weight(const at::Tensor& weight, const WeightLayout& layout, int64_t out_c,
+                                           int64_t groups, const char* op) {
+  TORCH_CHECK(weight.is_contiguous() && weight.scalar_type() == at::kFloat && weight.device().is_cpu(), op,
+              ": expected a contiguous float32 CPU weight laid out as '", layout.name, "', got a ",
+              weight.is_contiguous() ? "contiguous " : "non-contiguous ", weight.scalar_type(), " weight on ",
+              weight.device());
+  return weight_geometry(layout, weight.sizes(), out_c, groups, op);
 }
 
 }  // namespace
-
-at::Tensor pack_conv_weight(const at::Tensor& weight, int64_t groups, const std::string& layout_name) {
-  const char* op = "pack_conv_weight";
-  TORCH_CHECK(weight.dim() == 4, op, ": expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape ",
-              weight.sizes());
-  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, op, ": groups=", groups, " must divide C_out=",
-              weight.size(0));
-  const WeightLayout layout = parse_layout(layout_name, op);
-  switch (layout.kind) {
-    case WeightLayout::kLogical:
-      return weight;
-    case WeightLayout::kBlocked:
-      return block_weight(weight, groups, layout.tier->block);
-    case WeightLayout::kWinograd:
-      TORCH_CHECK(groups == 1, op, ": a Winograd layout needs groups=1, got ", groups);
-      return winograd_weight(weight, layout.m, layout.tier->block, op);
-  }
-  return weight;
-}
 
 namespace {
 
@@ -161,18 +92,13 @@ std::optional<at::Tensor> nhwc_residual(const std::optional<at::Tensor>& residua
 // A 3x3 stride-1 conv with a weight in a Winograd layout.
 at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                          const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
-                         at::IntArrayRef dilation, int64_t groups, bool relu, const WeightLayout& layout,
-                         const std::string& layout_name) {
+                         at::IntArrayRef dilation, int64_t groups, bool relu, const WeightLayout& layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act (Winograd)";
   const CpuTier& tier = *layout.tier;
-  const int64_t out_c = bias.size(0), t = layout.m + 2, block = tier.block;
-  TORCH_CHECK(weight.dim() == 5 && weight.size(0) == t && weight.size(1) == t && weight.size(2) * block == out_c &&
-                  weight.size(4) == block && weight.is_contiguous() && weight.scalar_type() == at::kFloat &&
-                  weight.device().is_cpu(),
-              op, ": expected a contiguous float32 CPU weight laid out as '", layout_name, "', (", t, ", ", t, ", ",
-              out_c / block, ", C_in, ", block, "); got ", weight.scalar_type(), " of shape ", weight.sizes());
-  TORCH_CHECK(input.size(1) == weight.size(3) && input.size(1) % tier.lanes == 0, op, ": expected ", weight.size(3),
-              " input channels (a multiple of ", tier.lanes, "), got shape ", input.sizes());
+  const int64_t out_c = bias.size(0), block = tier.block;
+  const int64_t in_c = check_packed_weight(weight, layout, out_c, groups, op)[1];
+  TORCH_CHECK(input.size(1) == in_c && in_c % tier.lanes == 0, op, ": expected ", in_c, " input channels (a multiple of ",
+              tier.lanes, "), got shape ", input.sizes());
   TORCH_CHECK(groups == 1 && stride.size() == 2 && stride[0] == 1 && stride[1] == 1 && dilation.size() == 2 &&
                   dilation[0] == 1 && dilation[1] == 1 && padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0,
               op, ": a Winograd weight is for 3x3 convs with stride 1, dilation 1, groups 1 and padding >= 0; got "
@@ -196,32 +122,27 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
                            const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
                            at::IntArrayRef dilation, int64_t groups, bool relu, c10::string_view weight_layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act";
-  const std::string layout_name(weight_layout);
-  const WeightLayout layout = parse_layout(layout_name, op);
+  const WeightLayout& layout = runnable_layout(std::string(weight_layout), op);
   check_activation(input, op, "input");
   TORCH_CHECK(bias.dim() == 1 && bias.scalar_type() == at::kFloat && bias.device().is_cpu(), op,
               ": expected a float32 CPU bias of shape (C_out,), got ", bias.scalar_type(), " of shape ", bias.sizes());
   const int64_t out_c = bias.size(0);
   TORCH_CHECK(groups >= 1 && out_c % groups == 0, op, ": groups=", groups, " must divide C_out=", out_c);
   if (layout.kind == WeightLayout::kWinograd) {
-    return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu, layout,
-                         layout_name);
+    return winograd_conv(input, weight_arg, bias, residual, stride, padding, dilation, groups, relu, layout);
   }
-  const CpuTier& tier = *layout.tier;
-  at::Tensor weight = weight_arg;
-  if (layout.kind == WeightLayout::kLogical) {  // blocked here, per call; optimize() blocks it once instead
-    TORCH_CHECK(weight_arg.dim() == 4 && weight_arg.size(0) == out_c, op,
-                ": expected a weight (C_out, C_in/groups, KH, KW) with C_out=", out_c,
-                " (the bias's length) for layout '", layout_name, "', got shape ", weight_arg.sizes());
-    weight = block_weight(weight_arg, groups, tier.block);
+  // A logical weight is blocked here, per call, for the active tier; optimize() blocks it once instead.
+  const bool logical = layout.kind == WeightLayout::kLogical;
+  if (logical) {
+    const auto geometry = weight_geometry(layout, weight_arg.sizes(), out_c, groups, op);
+    TORCH_CHECK_VALUE(geometry[0] == out_c, op, ": expected a weight (C_out, C_in/groups, KH, KW) with C_out=", out_c,
+                      " (the bias's length), got shape ", weight_arg.sizes());
   }
-  const int64_t block = tier.block, blocks = (out_c / groups + block - 1) / block;
-  TORCH_CHECK(weight.dim() == 6 && weight.size(0) == groups && weight.size(1) == blocks && weight.size(5) == block &&
-                  weight.is_contiguous() && weight.scalar_type() == at::kFloat && weight.device().is_cpu(),
-              op, ": expected a float32 CPU weight laid out as '", layout_name, "', (groups, ", blocks,
-              ", KH, KW, C_in/groups, ", block, ") and contiguous; got ", weight.scalar_type(), " of shape ",
-              weight.sizes());
-  const int64_t in_c_g = weight.size(4);
+  const WeightLayout& blocked = logical ? tier_layout(runnable_active_tier(op), "direct") : layout;
+  const at::Tensor weight = logical ? pack_weight(weight_arg, groups, blocked, op) : weight_arg;
+  const CpuTier& tier = *blocked.tier;
+  const int64_t block = tier.block;
+  const int64_t in_c_g = check_packed_weight(weight, blocked, out_c, groups, op)[1];
   TORCH_CHECK(input.size(1) == in_c_g * groups, op, ": expected ", in_c_g * groups, " input channels, got shape ",
               input.sizes());
   TORCH_CHECK(in_c_g <= kMaxChannelsPerGroup, op, ": at most ", kMaxChannelsPerGroup,

@@ -9,7 +9,7 @@
 // caller holds is ever written to.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>  // not ATen.h: an allocator needs none of the operators
 
 #include <cstddef>
 

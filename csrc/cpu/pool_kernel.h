@@ -3,6 +3,11 @@
 // channels past the last whole vector take the masked tail.
 #pragma once
 
+// Standard headers this file uses. Each tier file includes them before its target pragma,
+// so these are no-ops there and the library's inline functions keep the generic target.
+#include <cstdint>
+#include <limits>
+
 namespace fastresnet::cpu {
 namespace {
 

@@ -2,15 +2,14 @@
 // Enabled for this file only, by the pragma (not a global -mavx2, which would let the
 // compiler use AVX2 in code that runs at import). Standard headers come before the pragma,
 // so the inline functions this file shares with the rest of the extension keep the generic
-// target. Not compiled on other architectures: avx2_tier() is then null.
+// target. Not compiled on other architectures: the build then has no such tier.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
 #include <vector>
 
-#include "kernels.h"
-#include "tiers.h"
+#include "tiers.h"  // before the pragma too: it holds <map> and <string>
 
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma")
@@ -34,16 +33,25 @@ struct Avx2 {
   static constexpr int64_t kWinogradTilesPerChunk = 30;
 };
 
+// Winograd limits (C_out x C_in): F(4x4) against F(2x2) per layer, ms at batch 1 / 8
+// (benchmarks/test_cpu_conv.py, AMD EPYC Zen 4, 2 threads, 2026-11-25): 128@28 0.49 vs 0.65;
+// 256@14 0.71 vs 0.77 / 3.6 vs 4.4; 512@7 1.28 vs 1.00 / 4.2 vs 5.9 (16 registers: the 6x6
+// transforms spill). In whole models F(4x4) at 256x256 measured within 2% either way
+// (ResNet-50 batch 1 +1.7%, batch 8 -1.0%), so the narrower limit stays. F(2x2) reads a
+// transformed weight 16/9 the size of the direct one; on AVX2 (Zen 3, hot caches) it was
+// 1.6-1.9x direct up to 256x256 channels and 1.15x (batch 1) / 1.27x (batch 8) at 512x512 on
+// a 7x7 map; ResNet-34 with 512x512 included vs excluded: 30.5 vs 31.0 ms (b1), 211 vs 219 ms
+// (b8). Wider layers are not measured, so they stay direct.
+const TierRegistration<Avx2> registration({
+    .name = "avx2",
+    .features = "avx2 fma",
+    .os_state = "ymm",
+    .rank = 256,
+    .dtypes = "float32",
+    .winograd4x4_max_channels = 128 * 128,
+    .winograd2x2_max_channels = 512 * 512,
+});
+
 }  // namespace
-
-const CpuTier* avx2_tier() {
-  static const CpuTier tier = make_tier<Avx2>("avx2", "avx2 fma");
-  return &tier;
-}
-
-}  // namespace fastresnet::cpu
-#else
-namespace fastresnet::cpu {
-const CpuTier* avx2_tier() { return nullptr; }
 }  // namespace fastresnet::cpu
 #endif

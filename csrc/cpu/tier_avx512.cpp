@@ -3,15 +3,14 @@
 // Enabled for this file only, by the pragma (not a global -mavx512f, which would let the
 // compiler use AVX-512 in code that runs at import). Standard headers come before the pragma,
 // so the inline functions this file shares with the rest of the extension keep the generic
-// target. Not compiled on other architectures: avx512_tier() is then null.
+// target. Not compiled on other architectures: the build then has no such tier.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
 #include <vector>
 
-#include "kernels.h"
-#include "tiers.h"
+#include "tiers.h"  // before the pragma too: it holds <map> and <string>
 
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx2,fma")
@@ -44,16 +43,23 @@ struct Avx512 {
   static constexpr int64_t kWinogradTilesPerChunk = 30;
 };
 
+// Winograd limits (C_out x C_in): F(4x4) against F(2x2) per layer, ms at batch 1 / 8
+// (benchmarks/test_cpu_conv.py, AMD EPYC Zen 4, 2 threads, 2026-11-25): 64@56 0.42 vs 0.66 /
+// 3.4 vs 5.2; 128@28 0.45 vs 0.59 / 3.0 vs 4.5; 256@14 0.64 vs 0.71 / 3.5 vs 4.2; 512@7 1.25
+// vs 0.86 / 3.6 vs 5.5. Where layers are close, whole models decided (one process,
+// interleaved): F(2x2) at 256x256 made ResNet-50 1.9% slower at batch 1, F(4x4) at 512x512
+// 1.2% slower at batch 1 (1.1% faster at batch 8). F(2x2) up to 512x512 as on avx2 (see
+// tier_avx2.cpp); wider layers are not measured, so they stay direct.
+const TierRegistration<Avx512> registration({
+    .name = "avx512",
+    .features = "avx512f fma",
+    .os_state = "zmm",
+    .rank = 512,
+    .dtypes = "float32",
+    .winograd4x4_max_channels = 256 * 256,
+    .winograd2x2_max_channels = 512 * 512,
+});
+
 }  // namespace
-
-const CpuTier* avx512_tier() {
-  static const CpuTier tier = make_tier<Avx512>("avx512", "avx512f fma");
-  return &tier;
-}
-
-}  // namespace fastresnet::cpu
-#else
-namespace fastresnet::cpu {
-const CpuTier* avx512_tier() { return nullptr; }
 }  // namespace fastresnet::cpu
 #endif

@@ -1,6 +1,10 @@
 // A tier's kernel table, filled from the templates of conv_kernel.h, winograd_kernel.h and
-// pool_kernel.h for one `Isa` (its vector type and tuning constants, see tier_<name>.cpp).
+// pool_kernel.h for one `Isa` (its vector type and tuning constants, see tier_<name>.cpp),
+// and its registration: a tier file that includes this registers its tier when the
+// extension loads, so adding a tier needs no list to edit.
 #pragma once
+
+#include "tiers.h"
 
 namespace fastresnet::cpu {
 namespace {
@@ -22,12 +26,11 @@ float fma_chains(int64_t iterations) {
 }
 
 template <class Isa>
-CpuTier make_tier(const char* name, const char* features) {
+CpuTier make_tier(const TierFacts& facts) {
   using V = typename Isa::V;
   // The accumulators, the block's two weight vectors and a broadcast must fit the registers.
   static_assert(2 * Isa::kTileRows + 3 <= V::kRegisters, "the register tile does not fit");
-  return CpuTier{name,
-                 features,
+  return CpuTier{facts,
                  V::kLanes,
                  2 * V::kLanes,
                  &plan_conv<Isa>,
@@ -39,6 +42,15 @@ CpuTier make_tier(const char* name, const char* features) {
                  &add_relu<V>,
                  &fma_chains<V>};
 }
+
+// The tier of `Isa`, built and registered (tiers.h) when the extension loads.
+template <class Isa>
+struct TierRegistration {
+  explicit TierRegistration(const TierFacts& facts) {
+    static const CpuTier tier = make_tier<Isa>(facts);
+    register_tier(&tier);
+  }
+};
 
 }  // namespace
 }  // namespace fastresnet::cpu

@@ -9,6 +9,12 @@
 // instead of 144 (m = 4). Needs in_c a multiple of the vector width and out_c of the block.
 #pragma once
 
+// Standard headers this file uses. Each tier file includes them before its target pragma,
+// so these are no-ops there and the library's inline functions keep the generic target.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 namespace fastresnet::cpu {
 namespace {
 
@@ -141,7 +147,7 @@ template <class Isa>
 WinogradPlan plan_winograd(const WinogradShape& s, int threads) {
   const int64_t workers = std::max(threads, 1), blocks = s.out_c / s.block;
   // Tiles per chunk: weight reuse per slab vs. the slabs' footprint. The same count for
-  // F(4x4) as for F(2x2) (36 slabs instead of 16): measured on Zen 4 (avx512), 13 tiles
+  // F(4x4) as for F(2x2) (36 slabs instead of 16): measured on Zen 4 (16-lane tier), 13 tiles
   // instead of 30 made 128@28 (batch 8) 11% and 256@14 (batch 1) 17% slower.
   const int64_t target = Isa::kWinogradTilesPerChunk;
   WinogradPlan p;

@@ -40,8 +40,9 @@ CPU_ISA_ENV = {
         "MKL_ENABLE_INSTRUCTIONS": "AVX512",
     },
 }
-# The flags a cap needs: ATen takes ATEN_CPU_CAPABILITY at its word, so a cap above what the
-# CPU has would crash on an illegal instruction instead of being ignored.
+# The flags a cap needs for the peers' libraries (fastresnet's own tiers check theirs): ATen
+# takes ATEN_CPU_CAPABILITY at its word, so a cap above what the CPU has would crash on an
+# illegal instruction instead of being ignored.
 CPU_ISA_FLAGS = {"avx2": ("avx2", "fma"), "avx512": ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq")}
 
 
@@ -95,16 +96,13 @@ def cpu_isa_env_now() -> dict[str, str]:
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
-def fastresnet_cpu_tier() -> str:
-    """The instruction tier fastresnet's CPU kernels run at ("avx2" or "avx512"). Extensions
-    that predate `_ext.cpu_isa()` have AVX2 kernels only."""
-    probe = getattr(_ext, "cpu_isa", None)
-    if probe is None:
-        return "avx2"
+def fastresnet_cpu_tier() -> str | None:
+    """The instruction-set tier fastresnet's CPU kernels run at, or None where they run at none
+    (no tier on this CPU, or FASTRESNET_CPU_ISA names one it cannot run: optimize() says so)."""
     try:
-        return probe() or "avx2"
-    except ValueError:  # FASTRESNET_CPU_ISA names a tier this CPU lacks: optimize() says so
-        return "avx2"
+        return _ext.cpu_isa()
+    except ValueError:
+        return None
 
 
 def describe(device: torch.device) -> str:
@@ -123,11 +121,10 @@ def _cpu_peak(repeats: int) -> tuple[float, str | None]:
     threads = torch.get_num_threads()
     extension = _ext.extension()
     if extension is not None:
-        try:
+        tier = fastresnet_cpu_tier()
+        if tier is not None:
             best = max(extension.fma_peak_gflops(threads, 100_000_000) for _ in range(repeats))
-            return best * 1e9, fastresnet_cpu_tier()
-        except RuntimeError:  # the CPU runs no kernel tier: fall back to the GEMM
-            pass
+            return best * 1e9, tier
     a, b = torch.randn(GEMM_SIZE, GEMM_SIZE), torch.randn(GEMM_SIZE, GEMM_SIZE)
     torch.mm(a, b)
     best = float("inf")

@@ -16,9 +16,9 @@ class FusedConv2d(OpHolder):
 
     Inference only: the folded weight and bias are buffers, not parameters. The weight is in
     the layout its backend reads, named by ``weight_layout`` (ops/weight_layout.py) and passed
-    to the op with it; the conv's geometry is kept beside it. A model saved with a CPU tier's
-    layout and loaded where that tier cannot run gets its weights re-laid out for the tier
-    that runs here (see ``__setstate__``).
+    to the op with it; the conv's geometry comes from the original conv and is checked against
+    the weight once, here. A model saved with a CPU tier's layout and loaded where that tier
+    cannot run gets its weights re-laid out for the tier that runs here (see ``__setstate__``).
     ``entry_name`` is set on the model's first fused conv so that a wrong input is reported
     in terms of the model ("expected 3 input channels") before any kernel runs;
     ``entry_channels_last`` makes it convert the input to channels_last once, for backends
@@ -30,6 +30,8 @@ class FusedConv2d(OpHolder):
         weight: torch.Tensor,
         bias: torch.Tensor,
         *,
+        in_channels: int,
+        kernel_size: tuple[int, int],
         stride: tuple[int, int],
         padding: tuple[int, int],
         dilation: tuple[int, int],
@@ -45,11 +47,15 @@ class FusedConv2d(OpHolder):
         self.register_buffer("bias", bias)
         self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
         self.groups = groups
-        self.out_channels, c_in_per_group, kh, kw = checks.conv_weight_geometry(
-            "FusedConv2d", weight, bias, groups, weight_layout
-        )
-        self.in_channels = c_in_per_group * groups
-        self.kernel_size = (kh, kw)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, bias.shape[0], tuple(kernel_size)
+        self.layout = weight_layouts.parse(weight_layout, "FusedConv2d")
+        expected = (self.out_channels, in_channels // groups, *self.kernel_size)
+        got = checks.conv_weight_geometry("FusedConv2d", weight, bias, groups, weight_layout)
+        if tuple(got) != expected:
+            raise ValueError(
+                f"FusedConv2d: the weight laid out as {weight_layout!r} holds a conv of (C_out, C_in/groups, KH, KW) = "
+                f"{tuple(got)}, expected {expected}"
+            )
         self.relu = relu
         self.entry_name: str | None = None
         self.entry_channels_last = False
@@ -81,28 +87,36 @@ class FusedConv2d(OpHolder):
     @property
     def algorithm(self) -> str:
         """"direct", or "winograd F(2x2,3x3)" / "winograd F(4x4,3x3)": what the layout says."""
-        return weight_layouts.WeightLayout.parse(self.weight_layout).algorithm
+        return self.layout.algorithm
 
     @property
     def cpu_tier(self) -> str | None:
-        """The CPU tier whose kernels read the weight (avx2, avx512), or None for the logical layout."""
-        return weight_layouts.WeightLayout.parse(self.weight_layout).tier
+        """The CPU tier whose kernels read the weight, or None for the logical layout."""
+        return self.layout.tier
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        del state["layout"]  # parsed again on load, by whichever build loads it
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        layout = weight_layouts.WeightLayout.parse(getattr(self, "weight_layout", weight_layouts.LOGICAL))
-        if layout.tier is None:
+        self.layout = weight_layouts.parse(self.weight_layout, "FusedConv2d")
+        if self.layout.tier is None:
             return
         from .. import _ext, backends  # here, not at import: backends imports this package
 
         tiers = {t["name"]: t for t in _ext.cpu_tiers()}
-        if layout.tier in tiers and not tiers[layout.tier]["unsupported_reason"]:
+        if self.layout.tier in tiers and not tiers[self.layout.tier]["unsupported_reason"]:
             return
-        # Saved where another tier ran: back to the logical weight, then this machine's layout.
-        logical = weight_layouts.unpack(self.weight, layout, self.out_channels, self.groups)
-        self.weight, self.weight_layout = backends.BACKENDS["cpp"].prepare_weight(
-            logical, self.groups, self.stride, self.dilation
+        # Saved where another tier ran: back to the logical weight, then this machine's layout,
+        # no less accurate than the saved one (a direct conv stays direct, F(2x2) never becomes F(4x4)).
+        logical = weight_layouts.unpack(self.weight, self.weight_layout, self.out_channels, self.groups)
+        algorithm = {None: "direct", 2: "winograd2x2", 4: "auto"}[self.layout.winograd_tile]
+        self.weight, self.weight_layout, _ = backends.cpu_kernels_backend().prepare_weight(
+            logical, self.groups, self.stride, self.dilation, algorithm
         )
+        self.layout = weight_layouts.parse(self.weight_layout, "FusedConv2d")
 
     def extra_repr(self) -> str:
         return (

@@ -29,8 +29,11 @@ class OpHolder(nn.Module):
         return state
 
     def __setstate__(self, state):
-        from ..backends import BACKENDS  # here, not at import: backends imports this package
+        from ..backends import BACKENDS, resolve_name  # here, not at import: backends imports this package
 
+        # Saved before a backend was renamed: the name it has now, by the device of its tensors.
+        cuda = any(t.is_cuda for t in state.get("_buffers", {}).values() if t is not None)
+        state = dict(state, backend=resolve_name(state["backend"], "cuda" if cuda else "cpu"))
         BACKENDS[state["backend"]].ops()  # defines and registers the backend's ops
         namespace, name = state["op"].split("::")
         state = dict(state, op=getattr(getattr(torch.ops, namespace), name).default)

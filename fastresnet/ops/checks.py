@@ -74,7 +74,7 @@ def conv_weight_geometry(
     where: str, weight: torch.Tensor, bias: torch.Tensor, groups: int, weight_layout: str = weight_layouts.LOGICAL
 ) -> tuple:
     """(C_out, C_in/groups, KH, KW) of a conv weight in the named layout (see ops/weight_layout.py)."""
-    return weight_layouts.geometry(where, weight_layouts.WeightLayout.parse(weight_layout, where), weight, bias, groups)
+    return weight_layouts.geometry(where, weight_layouts.parse(weight_layout, where), weight, bias, groups)
 
 
 def check_logical_layout(where: str, weight_layout: str) -> None:

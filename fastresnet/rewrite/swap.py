@@ -40,8 +40,12 @@ def _op_name(op) -> str:
 
 
 class Rewriter:
-    def __init__(self, root: nn.Module, backend, dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self, root: nn.Module, backend, dtype: torch.dtype, device: torch.device, conv_algorithm: str = "auto"
+    ):
         self.root = root
+        self.conv_algorithm = conv_algorithm
+        self.algorithm_reasons: dict[int, str] = {}  # id(FusedConv2d) -> why its algorithm
         self.device = device
         self.backend = backend  # a backends.Backend
         self.ops = backend.ops()
@@ -171,10 +175,14 @@ class Rewriter:
     def _fused_conv(self, unit: ConvUnit, original_name: str, relu: bool | None = None) -> FusedConv2d:
         conv = unit.conv.module
         weight, bias = fold_conv_bn(conv, unit.bn.module if unit.bn else None, self.dtype)
-        packed, layout = self.backend.prepare_weight(weight, conv.groups, conv.stride, conv.dilation)
+        packed, layout, why = self.backend.prepare_weight(
+            weight, conv.groups, conv.stride, conv.dilation, self.conv_algorithm
+        )
         fused = FusedConv2d(
             packed,
             bias,
+            in_channels=conv.in_channels,
+            kernel_size=conv.kernel_size,
             stride=conv.stride,
             padding=conv.padding,
             dilation=conv.dilation,
@@ -184,6 +192,7 @@ class Rewriter:
             backend=self.backend.name,
             weight_layout=layout,
         )
+        self.algorithm_reasons[id(fused)] = why
         if self.entry is None:  # the walk reaches the stem first
             self.entry = (fused, original_name)
         return fused
@@ -196,11 +205,13 @@ class Rewriter:
 
     def _record(self, module: str, replaces: list[str], pattern: str, op) -> None:
         """``op``: an OpOverload, or a FusedConv2d (whose CPU tier and algorithm are shown)."""
+        why = ""
         if isinstance(op, FusedConv2d):
             name = _op_name(op.op) + (f" ({op.cpu_tier}, {op.algorithm})" if op.cpu_tier else "")
+            why = self.algorithm_reasons.get(id(op), "")
         else:
             name = _op_name(op)
-        self.fused.append(FusedRow(module or "(model)", replaces, pattern, name))
+        self.fused.append(FusedRow(module or "(model)", replaces, pattern, name, why))
 
     def _eager_rows(self, root: nn.Module) -> list[EagerRow]:
         rows = list(self.unfused_adds)

@@ -35,13 +35,8 @@ def register() -> FusedOps:
     if schemas.define_backend_ops(BACKEND):
         from . import conv, pool  # imported here: triton.jit reads TRITON_INTERPRET when they load
 
-        kernels = {
-            "conv2d_bias_act": conv.conv2d_bias_act,
-            "add_relu": pool.add_relu,
-            "max_pool2d": pool.max_pool2d,
-            "global_avg_pool": pool.global_avg_pool,
-        }
-        for op, kernel in kernels.items():
+        for op in schemas.SCHEMAS:  # each op's kernel is the function of its name in conv or pool
+            kernel = getattr(conv, op, None) or getattr(pool, op)
             torch.library.impl(schemas.qualname(BACKEND, op), "CUDA", kernel)
             torch.library.impl(schemas.qualname(BACKEND, op), "CPU", _interpreter_only(kernel))
     return schemas.backend_ops(BACKEND)

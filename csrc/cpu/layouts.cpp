@@ -1,0 +1,154 @@
+// The CPU kernels' weight layouts (layouts.h).
+#include "layouts.h"
+
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+#include "tiers.h"
+
+namespace fastresnet::cpu {
+
+namespace {
+
+// G of F(m x m, 3x3), (m + 2) x 3: the weight transform U = G g G^T.
+at::Tensor winograd_g(int64_t m) {
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  if (m == 2) return at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0}, f64).view({4, 3});
+  return at::tensor({1.0 / 4, 0.0, 0.0,                      //
+                     -1.0 / 6, -1.0 / 6, -1.0 / 6,           //
+                     -1.0 / 6, 1.0 / 6, -1.0 / 6,            //
+                     1.0 / 24, 1.0 / 12, 1.0 / 6,            //
+                     1.0 / 24, -1.0 / 12, 1.0 / 6,           //
+                     0.0, 0.0, 1.0},
+                    f64)
+      .view({6, 3});
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+std::string WeightLayout::algorithm() const {
+  if (kind != kWinograd) return "direct";
+  return "winograd F(" + std::to_string(m) + "x" + std::to_string(m) + ",3x3)";
+}
+
+const std::vector<WeightLayout>& weight_layouts() {
+  static const std::vector<WeightLayout> layouts = [] {
+    std::vector<WeightLayout> all{{kLogicalLayout, WeightLayout::kLogical, nullptr, 0}};
+    for (const CpuTier* tier : compiled_tiers()) {
+      const std::string prefix = std::string(tier->name()) + ":";
+      all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0});
+      all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2});
+      all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4});
+    }
+    return all;
+  }();
+  return layouts;
+}
+
+const WeightLayout& find_layout(const std::string& name, const char* op) {
+  for (const WeightLayout& layout : weight_layouts()) {
+    if (layout.name == name) return layout;
+  }
+  std::ostringstream known;
+  for (const WeightLayout& layout : weight_layouts()) known << (known.tellp() > 0 ? ", " : "") << "'" << layout.name << "'";
+  TORCH_CHECK_VALUE(false, op, ": unknown weight layout '", name, "'; this build has ", known.str());
+}
+
+const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorithm) {
+  const std::string kind = algorithm == "direct" ? "blocked" : algorithm;
+  return find_layout(std::string(tier.name()) + ":" + kind, "tier_layout");
+}
+
+bool winograd_fits(const CpuTier& tier, int64_t out_c, int64_t in_c, int64_t kernel_h, int64_t kernel_w,
+                   at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
+  const auto ones = [](at::IntArrayRef v) { return v.size() == 2 && v[0] == 1 && v[1] == 1; };
+  return kernel_h == 3 && kernel_w == 3 && ones(stride) && ones(dilation) && groups == 1 && in_c % tier.lanes == 0 &&
+         out_c % tier.block == 0;
+}
+
+std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayRef s, int64_t out_c, int64_t groups,
+                                       const char* op) {
+  switch (layout.kind) {
+    case WeightLayout::kLogical:
+      TORCH_CHECK_VALUE(s.size() == 4, op, ": expected a 4-D weight (C_out, C_in/groups, KH, KW) for layout '",
+                        layout.name, "', got shape ", s);
+      return {s[0], s[1], s[2], s[3]};
+    case WeightLayout::kWinograd: {
+      const int64_t t = layout.m + 2, block = layout.tier->block;
+      TORCH_CHECK_VALUE(s.size() == 5 && s[0] == t && s[1] == t && s[4] == block && s[2] * block == out_c &&
+                            groups == 1,
+                        op, ": expected a weight laid out as '", layout.name, "', (", t, ", ", t, ", C_out/", block,
+                        ", C_in, ", block, ") with groups=1 for C_out=", out_c, " (the bias's length); got ", s,
+                        " with groups=", groups);
+      return {out_c, s[3], 3, 3};
+    }
+    case WeightLayout::kBlocked: {
+      const int64_t block = layout.tier->block;
+      const bool ok = groups >= 1 && out_c % groups == 0 && s.size() == 6 && s[0] == groups &&
+                      s[1] == ceil_div(out_c / groups, block) && s[5] == block;
+      TORCH_CHECK_VALUE(ok, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
+                        ", ceil(C_out/groups/", block, "), KH, KW, C_in/groups, ", block, ") for C_out=", out_c,
+                        " (the bias's length); got ", s);
+      return {out_c, s[4], s[2], s[3]};
+    }
+  }
+  TORCH_CHECK(false, op, ": unhandled layout kind");
+}
+
+at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLayout& layout, const char* op) {
+  TORCH_CHECK_VALUE(weight.dim() == 4, op, ": expected a 4-D weight (C_out, C_in/groups, KH, KW), got shape ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(groups >= 1 && weight.size(0) % groups == 0, op, ": groups=", groups, " must divide C_out=",
+                    weight.size(0));
+  const int64_t out_c = weight.size(0), in_c_g = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  switch (layout.kind) {
+    case WeightLayout::kLogical:
+      return weight;
+    case WeightLayout::kBlocked: {
+      const int64_t block = layout.tier->block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
+      at::Tensor w = weight.reshape({groups, out_c_g, in_c_g, kh, kw});
+      w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * block - out_c_g});  // zero output channels
+      // (G, NB, B, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, B): a block's reduction axis in
+      // NHWC order (kernel row, kernel column, channel), B output channels side by side.
+      return w.reshape({groups, blocks, block, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
+    }
+    case WeightLayout::kWinograd: {
+      const int64_t block = layout.tier->block, t = layout.m + 2;
+      TORCH_CHECK_VALUE(kh == 3 && kw == 3 && groups == 1 && out_c % block == 0, op, ": layout '", layout.name,
+                        "' needs a (C_out, C_in, 3, 3) weight with C_out a multiple of ", block,
+                        " and groups=1; got shape ", weight.sizes(), " with groups=", groups);
+      const at::Tensor g = winograd_g(layout.m);
+      const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
+      // (C_out/B, B, C_in, T, T) -> (T, T, C_out/B, C_in, B)
+      return u.reshape({out_c / block, block, in_c_g, t, t}).permute({3, 4, 0, 2, 1}).contiguous();
+    }
+  }
+  TORCH_CHECK(false, op, ": unhandled layout kind");
+}
+
+at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t out_c, int64_t groups) {
+  const char* op = "unpack_conv_weight";
+  const auto geometry = weight_geometry(layout, packed.sizes(), out_c, groups, op);
+  switch (layout.kind) {
+    case WeightLayout::kLogical:
+      return packed;
+    case WeightLayout::kBlocked: {
+      const int64_t blocks = packed.size(1), block = packed.size(5), in_c_g = geometry[1];
+      const at::Tensor w = packed.permute({0, 1, 5, 4, 2, 3}).reshape({groups, blocks * block, in_c_g, geometry[2],
+                                                                        geometry[3]});
+      return w.slice(1, 0, out_c / groups).reshape({out_c, in_c_g, geometry[2], geometry[3]}).contiguous();
+    }
+    case WeightLayout::kWinograd: {
+      const int64_t t = layout.m + 2, in_c = geometry[1];
+      const at::Tensor u = packed.permute({2, 4, 3, 0, 1}).reshape({out_c, in_c, t, t}).to(at::kDouble);
+      const at::Tensor g_pinv = at::linalg_pinv(winograd_g(layout.m));
+      return at::matmul(at::matmul(g_pinv, u), g_pinv.t()).to(packed.scalar_type()).contiguous();
+    }
+  }
+  TORCH_CHECK(false, op, ": unhandled layout kind");
+}
+
+}  // namespace fastresnet::cpu

@@ -1,0 +1,62 @@
+// Named conv weight layouts of the CPU kernels: what a fused conv's weight tensor holds, said
+// by name, with everything about each layout in one place (its tier and algorithm, packed
+// shape, packing and unpacking). Layouts are made once per compiled tier when first asked;
+// an op call looks its layout up by name. Names:
+//   "oihw"                the logical weight (C_out, C_in/groups, KH, KW), any memory format:
+//                         every backend reads it (the CPU kernels block it per call);
+//   "<tier>:blocked"      the direct conv's: (groups, ceil(C_out/groups/B), KH, KW,
+//                         C_in/groups, B), B = the tier's block, output channels zero-padded;
+//   "<tier>:winograd2x2"  U = G g G^T of F(2x2, 3x3), in float64 then cast: (4, 4, C_out/B, C_in, B);
+//   "<tier>:winograd4x4"  the same for F(4x4, 3x3): (6, 6, C_out/B, C_in, B).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace fastresnet::cpu {
+
+constexpr const char* kLogicalLayout = "oihw";
+
+struct WeightLayout {
+  enum Kind { kLogical, kBlocked, kWinograd };
+  std::string name;
+  Kind kind;
+  const CpuTier* tier;  // the kernels that read it; null for the logical layout
+  int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
+
+  // "direct", "winograd F(2x2,3x3)" or "winograd F(4x4,3x3)".
+  std::string algorithm() const;
+};
+
+// Every layout: the logical one, then each compiled tier's.
+const std::vector<WeightLayout>& weight_layouts();
+
+// The layout called `name`; throws c10::ValueError listing the known names if there is none.
+const WeightLayout& find_layout(const std::string& name, const char* op);
+
+// The layout of `tier` for `algorithm` ("direct", "winograd2x2" or "winograd4x4").
+const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorithm);
+
+// Whether `tier`'s Winograd kernels take a (C_out, C_in, KH, KW) conv at all: 3x3, stride 1,
+// no dilation or groups, C_in in whole vectors and C_out in whole weight blocks.
+bool winograd_fits(const CpuTier& tier, int64_t out_c, int64_t in_c, int64_t kernel_h, int64_t kernel_w,
+                   at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups);
+
+// (C_out, C_in/groups, KH, KW) of a weight of shape `sizes` in `layout`; C_out is the bias's
+// length for the packed layouts. Throws c10::ValueError naming the expected shape.
+std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayRef sizes, int64_t out_c,
+                                       int64_t groups, const char* op);
+
+// A logical weight (C_out, C_in/groups, KH, KW) in `layout`.
+at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLayout& layout, const char* op);
+
+// The logical weight back from a packed one: exact for the blocked layouts; for Winograd
+// g = G+ U G+^T with G's left inverse, in float64 (exact up to the rounding of U).
+at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t out_c, int64_t groups);
+
+}  // namespace fastresnet::cpu
