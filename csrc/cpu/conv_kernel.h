@@ -10,8 +10,8 @@
 // tile. With NHWC input one kernel row (kernel_w taps x C_in) is one segment when the whole
 // row lies inside the image; otherwise each tap is its own C_in-long segment, and a tap that
 // falls into the padding reads a row of zeros instead, so borders need no branch in the
-// inner loop. Bias initialises the accumulators; residual and ReLU are applied in registers
-// before the one store.
+// inner loop. The accumulators start at zero; bias, residual and ReLU are applied in
+// registers before the one store (see tile_kernel for why the bias comes last).
 //
 // Isa: using V (the vector type); kTileRows; kReductionChunk (reduction length between
 // partial stores); kL2Budget (bytes of weight panels kept hot while tiles stream by);
@@ -43,7 +43,7 @@ struct TileOutput {
   const float* bias;      // the block's first channel, or null for zeros
   int64_t stride;         // between pixels: out_c
   int64_t channels;       // valid channels in this block, 1..block
-  bool first, last, relu; // first: start from bias (else from out); last: finish and store
+  bool first, last, relu; // first: no partial sum stored yet (else add out's); last: bias, finish, store
   bool stream_weights;    // ConvPlan::stream_weights
 };
 
@@ -99,20 +99,18 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
         if (io.first) __builtin_prefetch(io.out + r * io.stride + V::kLanes * v, 1, 3);
       }
   }
+  // Every flush sums its part of the reduction from zero; the partial sum of the flushes
+  // before it (stored in the output) and, at the end, the bias are added afterwards. Starting
+  // from the bias or the stored partial would round every step of the sum at the magnitude of
+  // that start (measured: up to 7x oneDNN's error where the folded bias is large against the
+  // sum); this way each flush's sum, of at most kReductionChunk terms, rounds at its own
+  // magnitude, and the partials add like a blocked sum. Same loads and stores as starting
+  // from them: the stored partial and the bias are read once per flush either way.
   typename V::Reg acc[Rows][Vectors];
-  if (io.first) {
-#pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) {
-      const typename V::Reg b = io.bias != nullptr ? load(io.bias + V::kLanes * v, v) : V::zero();
 #pragma GCC unroll 16
-      for (int r = 0; r < Rows; ++r) acc[r][v] = b;
-    }
-  } else {
-#pragma GCC unroll 16
-    for (int r = 0; r < Rows; ++r)
+  for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = load(io.out + r * io.stride + V::kLanes * v, v);
-  }
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = V::zero();
 
   for (int s = 0; s < count; ++s) {
     if (io.stream_weights) {
@@ -122,7 +120,21 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
     }
   }
 
+  if (!io.first) {
+#pragma GCC unroll 16
+    for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = V::add(load(io.out + r * io.stride + V::kLanes * v, v), acc[r][v]);
+  }
   if (io.last) {
+    if (io.bias != nullptr) {
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) {
+        const typename V::Reg b = load(io.bias + V::kLanes * v, v);
+#pragma GCC unroll 16
+        for (int r = 0; r < Rows; ++r) acc[r][v] = V::add(acc[r][v], b);
+      }
+    }
     if (io.residual != nullptr) {
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r)
