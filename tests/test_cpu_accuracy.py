@@ -20,6 +20,10 @@ from __future__ import annotations
 import copy
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: this checkout's package, not an installed one
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest
 import torch
@@ -45,7 +49,7 @@ FLOOR = 1e-7  # of the output scale: below this both are exact for practical pur
 # where it is smallest). Its bounds: both the ratio and the absolute error.
 WINOGRAD_2X2_RATIO = 3.0
 WINOGRAD_4X4_RATIO = 40.0
-WINOGRAD_4X4_MAX = 2e-5
+WINOGRAD_MAX = 2e-5  # of the output scale, either tile size
 RATIO = 2.0
 
 
@@ -106,18 +110,19 @@ def within(ours: float, theirs: float, ratio: float = RATIO) -> bool:
 
 
 # Small shapes whose reductions are long (K >= 500), one per shape class of the ResNets.
+# Before this file, the direct kernel measured 1.2-15x oneDNN's error on these (11be781).
 DIRECT_CASES = [
     ConvCase(576, 64, 1, 7, 9),  # 1x1, K = 576
     ConvCase(1100, 48, 1, 5, 6),  # 1x1, K = 1100: two flushes of the reduction (kReductionChunk = 1024)
     ConvCase(64, 64, 3, 9, 11),  # 3x3, K = 576
-    ConvCase(64, 64, 3, 9, 11, bias_scale=4.0),  # a large bias: it was added first (7x oneDNN's error)
+    ConvCase(64, 64, 3, 9, 11, bias_scale=4.0),  # a large bias: when it started the sum, 8-15x oneDNN's error
     ConvCase(64, 64, 3, 9, 11, residual=True),  # bias, residual and ReLU in the epilogue
     ConvCase(72, 72, 3, 51, 42),  # odd channels on a 51x42 map (issue 17's shape), K = 648
     ConvCase(64, 96, 3, 15, 13, stride=2),  # strided 3x3
     ConvCase(3, 64, 7, 33, 31, stride=2),  # the stem, 7x7/s2 (K = 147)
     ConvCase(16, 32, 7, 21, 19, stride=2),  # 7x7/s2 with K = 784
     ConvCase(256, 256, 3, 7, 9, groups=4),  # grouped, K = 576 per group
-    ConvCase(256, 128, 3, 6, 7),  # 3x3, K = 2304: three flushes
+    ConvCase(256, 128, 3, 6, 7),  # K = 2304 (three flushes) on a small map, where oneDNN is most accurate
 ]
 WINOGRAD_CASES = [ConvCase(128, 64, 3, 10, 9), ConvCase(256, 64, 3, 8, 6, bias_scale=4.0)]
 
@@ -135,7 +140,7 @@ def test_winograd_within_its_bound(case, inputs, cpu_tier):
     for kind, ratio in (("winograd2x2", WINOGRAD_2X2_RATIO), ("winograd4x4", WINOGRAD_4X4_RATIO)):
         ours, onednn = conv_errors(case, kind, inputs, cpu_tier["name"])
         assert within(ours, onednn, ratio), f"{kind} {case}: ours {ours:.2e}, oneDNN {onednn:.2e}"
-        assert ours <= WINOGRAD_4X4_MAX, f"{kind} {case}: ours {ours:.2e} of the output scale"
+        assert ours <= WINOGRAD_MAX, f"{kind} {case}: ours {ours:.2e} of the output scale"
 
 
 POOL_SHAPES = [(2, 72, 51, 42), (2, 3, 51, 42), (4, 2048, 7, 7), (1, 40, 100, 101)]
@@ -152,12 +157,12 @@ def test_global_avg_pool_within_2x_torch_mean(shape, inputs, cpu_tier):
 
 
 def test_global_avg_pool_divides_and_propagates_nan(cpu_tier):
-    x = torch.full((1, 21, 7, 3), 1.0).contiguous(memory_format=torch.channels_last)
-    assert torch.equal(OPS.global_avg_pool(x * 3.0), torch.full((1, 21), 3.0))  # 63 / 21, not 63 * (1/21)
-    x[0, 20, 6, 2] = float("nan")
+    x = torch.full((1, 21, 7, 1), 3.0).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(OPS.global_avg_pool(x), x.mean((2, 3)))  # 21 / 7 = 3; 21 * float32(1/7) = 3.0000002
+    x[0, 20, 6, 0] = float("nan")
     x[0, 4, 0, 0] = float("inf")
     out = OPS.global_avg_pool(x)
-    assert out[0, 20].isnan() and out[0, 4] == float("inf") and out[0, :4].eq(1).all()
+    assert out[0, 20].isnan() and out[0, 4] == float("inf") and out[0, :4].eq(3).all()
 
 
 @pytest.mark.parametrize("inputs", ["relu", "randn"])
@@ -235,7 +240,7 @@ TABLE_DIRECT = [
     ConvCase(256, 256, 3, 14, 14, groups=32),
 ]
 TABLE_WINOGRAD = [ConvCase(64, 64, 3, 56, 56), ConvCase(256, 256, 3, 14, 14), ConvCase(512, 512, 3, 7, 7)]
-TABLE_POOL = [(1, 2048, 7, 7), (1, 72, 51, 42), (1, 3, 51, 42)]
+TABLE_POOL = [(8, 2048, 7, 7), (8, 72, 51, 42), (8, 3, 51, 42)]  # batch 8: a max over 3 values is luck
 
 
 def table_rows(tier: str):
@@ -249,7 +254,7 @@ def table_rows(tier: str):
         for shape in TABLE_POOL:
             x = activation(shape, inputs, torch.Generator().manual_seed(0))
             ref = x.double().mean((2, 3))
-            yield ("global avg pool", f"{shape[1]} @{shape[2]}x{shape[3]}", inputs,
+            yield ("global avg pool", f"{shape[1]} @{shape[2]}x{shape[3]}, batch {shape[0]}", inputs,
                    rel_error(OPS.global_avg_pool(x), ref), rel_error(x.mean((2, 3)), ref))  # fmt: skip
         x = activation((1, 64, 112, 112), inputs, torch.Generator().manual_seed(0))
         ref = F.max_pool2d(x.double(), 3, 2, 1)
