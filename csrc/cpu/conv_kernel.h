@@ -10,8 +10,8 @@
 // tile. With NHWC input one kernel row (kernel_w taps x C_in) is one segment when the whole
 // row lies inside the image; otherwise each tap is its own C_in-long segment, and a tap that
 // falls into the padding reads a row of zeros instead, so borders need no branch in the
-// inner loop. Bias initialises the accumulators; residual and ReLU are applied in registers
-// before the one store.
+// inner loop. The accumulators start at zero; bias, residual and ReLU are applied in
+// registers before the one store (see tile_kernel for why the bias comes last).
 //
 // Isa: using V (the vector type); kTileRows; kReductionChunk (reduction length between
 // partial stores); kL2Budget (bytes of weight panels kept hot while tiles stream by);
@@ -30,6 +30,10 @@ namespace {
 
 constexpr int kMaxSegments = 64;     // segments gathered before a tile's partial sums are stored
 constexpr int64_t kStreamTiles = 8;  // see plan_conv
+// Reduction steps per partial sum within a flush (see tile_kernel). Measured on a shared
+// 2-core Xeon (noisy): within 0-3% of no partial sums on the AVX-512 3x3 layers, no slower
+// on AVX2 or the 1x1 layers; 512 measured alike.
+constexpr int64_t kFoldChunk = 256;
 
 // Stands in for input pixels in the padding: a tap outside the image reads zeros.
 alignas(64) const float kZeros[kMaxChannelsPerGroup] = {};
@@ -41,6 +45,7 @@ struct Segment {
   const float* rows[Isa::kTileRows];  // where each pixel's input for this run starts
   int64_t k0;                         // first reduction index (row of the weight panel)
   int64_t length;
+  bool fold;                          // a partial sum of kFoldChunk steps ends with this run
 };
 
 struct TileOutput {
@@ -49,7 +54,7 @@ struct TileOutput {
   const float* bias;      // the block's first channel, or null for zeros
   int64_t stride;         // between pixels: out_c
   int64_t channels;       // valid channels in this block, 1..block
-  bool first, last, relu; // first: start from bias (else from out); last: finish and store
+  bool first, last, relu; // first: no partial sum stored yet (else add out's); last: bias, finish, store
   bool stream_weights;    // ConvPlan::stream_weights
 };
 
@@ -105,20 +110,23 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
         if (io.first) __builtin_prefetch(io.out + r * io.stride + V::kLanes * v, 1, 3);
       }
   }
-  typename V::Reg acc[Rows][Vectors];
-  if (io.first) {
-#pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) {
-      const typename V::Reg b = io.bias != nullptr ? load(io.bias + V::kLanes * v, v) : V::zero();
+  // The order of the sum, chosen for accuracy at no extra memory traffic: a flush's steps
+  // are summed in partial sums of kFoldChunk steps, each from zero, added in order into
+  // `held` (which may live on the stack: the inner loop never touches it); then the sum of
+  // the flushes before (stored in the output) is added, and at the very end the bias.
+  // Started from the bias and from the stored sum, as this kernel did before, every step
+  // rounded at the magnitude of that start: 1.4-2.8x oneDNN's error against float64 with
+  // unit biases, up to 7x with larger ones; one running sum per flush (up to
+  // kReductionChunk steps) was still up to 3x oneDNN's on small maps, where oneDNN splits
+  // its reduction. Now 0.1-1.3x oneDNN's (tests/test_cpu_accuracy.py; the table in
+  // BENCHMARKS.md). Cost: Rows x Vectors adds per kFoldChunk steps, and a segment cut
+  // where a run crosses a fold (TileRunner::append).
+  typename V::Reg acc[Rows][Vectors], held[Rows][Vectors];
 #pragma GCC unroll 16
-      for (int r = 0; r < Rows; ++r) acc[r][v] = b;
-    }
-  } else {
-#pragma GCC unroll 16
-    for (int r = 0; r < Rows; ++r)
+  for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = load(io.out + r * io.stride + V::kLanes * v, v);
-  }
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = V::zero();
+  bool holding = false;
 
   for (int s = 0; s < count; ++s) {
     if (io.stream_weights) {
@@ -126,9 +134,39 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
     } else {
       reduce_segment<Isa, Rows, Vectors, false>(segments[s], panel, acc);
     }
+    if (segments[s].fold && s + 1 < count) {
+#pragma GCC unroll 16
+      for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < Vectors; ++v) {
+          held[r][v] = holding ? V::add(held[r][v], acc[r][v]) : acc[r][v];
+          acc[r][v] = V::zero();
+        }
+      holding = true;
+    }
+  }
+  if (holding) {
+#pragma GCC unroll 16
+    for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = V::add(held[r][v], acc[r][v]);
   }
 
+  if (!io.first) {
+#pragma GCC unroll 16
+    for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = V::add(load(io.out + r * io.stride + V::kLanes * v, v), acc[r][v]);
+  }
   if (io.last) {
+    if (io.bias != nullptr) {
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) {
+        const typename V::Reg b = load(io.bias + V::kLanes * v, v);
+#pragma GCC unroll 16
+        for (int r = 0; r < Rows; ++r) acc[r][v] = V::add(acc[r][v], b);
+      }
+    }
     if (io.residual != nullptr) {
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r)
@@ -248,17 +286,21 @@ class TileRunner {
 
  private:
   // Adds reduction indices [k0, k0 + length), read from `starts`, cut so that one flush
-  // covers at most kReductionChunk of them (and kMaxSegments runs); a flush runs the tile
-  // against every block of the range, storing partial sums unless it is the last.
+  // covers at most kReductionChunk of them (and kMaxSegments runs), and so that a segment
+  // ends at every kFoldChunk-th index of a flush (tile_kernel folds its partial sums there);
+  // a flush runs the tile against every block of the range, storing partial sums unless it
+  // is the last.
   void append(const float* const* starts, int64_t k0, int64_t length) {
     for (int64_t done = 0; done < length;) {
-      const int64_t piece = std::min(length - done, Isa::kReductionChunk - pending_);
+      const int64_t piece =
+          std::min({length - done, Isa::kReductionChunk - pending_, kFoldChunk - pending_ % kFoldChunk});
       Segment<Isa>& seg = segments_[count_];
       for (int r = 0; r < rows_; ++r) seg.rows[r] = starts[r] + done;
       seg.k0 = k0 + done;
       seg.length = piece;
       done += piece;
       pending_ += piece;
+      seg.fold = pending_ % kFoldChunk == 0;
       if (++count_ == kMaxSegments || pending_ == Isa::kReductionChunk) flush(/*last=*/false);
     }
   }
