@@ -16,7 +16,7 @@ from fastresnet import _ext
 from fastresnet.backends import BACKENDS
 from fastresnet.cpu_conv_choice import WINOGRAD_4X4_MAX_CHANNEL_PRODUCT, choose_layout
 from fastresnet.nn import FusedConv2d
-from fastresnet.testing import OP_TOLERANCES, Tolerance
+from fastresnet.numerics import OP_TOLERANCES, Tolerance
 
 OPS = BACKENDS["cpp"].ops()
 TOL = OP_TOLERANCES[torch.float32]

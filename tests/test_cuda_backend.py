@@ -17,7 +17,7 @@ from conv_cases import CONV_CASES, conv_args, conv_reference64
 from cuda_compile import compile_all, short_name
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
-from fastresnet.testing import OP_TOLERANCES, compare_to_reference, no_tf32
+from fastresnet.numerics import OP_TOLERANCES, compare_to_reference, no_tf32
 
 from conftest import calibrated, double_copy
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet.ops import reference
-from fastresnet.testing import OP_TOLERANCES
+from fastresnet.numerics import OP_TOLERANCES
 
 OPS = reference.register()
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

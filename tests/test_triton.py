@@ -14,7 +14,7 @@ from torchvision.models import resnet
 
 import fastresnet
 from conv_cases import CONV_CASES, conv_args, conv_reference64
-from fastresnet.testing import OP_TOLERANCES, compare_to_reference, no_tf32
+from fastresnet.numerics import OP_TOLERANCES, compare_to_reference, no_tf32
 from fastresnet.triton import configs
 from fastresnet.triton.register import register
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..testing import MODEL_ATOL, FP32_MODEL_BOUND, max_abs_error, output_scale
+from ..numerics import MODEL_ATOL, FP32_MODEL_BOUND, max_abs_error, output_scale
 from . import peers
 from .models import build_model, count_flops
 from .runner import Samples, measure_interleaved

@@ -204,7 +204,7 @@ def autotune(args: tuple, launch: Callable, candidates: list[ConvConfig]) -> Con
     import triton.testing
 
     from ..ops import reference as reference_ops
-    from ..testing import OP_TOLERANCES, no_tf32
+    from ..numerics import OP_TOLERANCES, no_tf32
 
     x, weight, bias, residual, y, stride, padding, dilation, groups, relu = args
     with no_tf32():  # the reference implementation, in float32 throughout
