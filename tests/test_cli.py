@@ -10,7 +10,7 @@ import torch
 from fastresnet import _ext
 from fastresnet.bench import cli, machine, peers
 from fastresnet.bench.models import build_model
-from fastresnet.bench.suite import answer_error
+from fastresnet.bench.suite import answer_error, reference64
 
 ROW_KEYS = {
     "model", "backend", "dtype", "device", "batch", "image_size", "metric", "p20", "p50", "p80",
@@ -80,7 +80,7 @@ def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, mo
     status = {(r["backend"], r["batch"]): r for r in rows if r["metric"] == "status"}
     assert status[("fastresnet", 1)]["status"] == "failed"
     assert status[("fastresnet", 1)]["note"] == "RuntimeError: kernel exploded"
-    assert status[("eager-channels-last", 2)]["note"].startswith("wrong answer: max |out - eager|")
+    assert status[("eager-channels-last", 2)]["note"].startswith("wrong answer: max |out - fp64| = ")
     assert {r["backend"] for r in rows if r["metric"] == "latency_ms"} == {"eager"}
     assert "- fastresnet: failed: RuntimeError: kernel exploded" in report
 
@@ -182,11 +182,11 @@ def test_openvino_answers_like_eager():
     model = build_model("resnet18")
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
-        expected = model(x)
+        expected, ref64 = model(x), reference64(model, x)
         run = peers.build("openvino", model, torch.float32, torch.device("cpu"), x)
         first, second = run(x), run(x)
     assert isinstance(first, torch.Tensor) and first.shape == (2, 1000) and first.dtype == torch.float32
-    assert answer_error(first, expected, torch.float32) is None
+    assert answer_error(first, expected, ref64, torch.float32, "openvino") is None
     assert torch.equal(first, second)  # and the second call did not overwrite the first's output
     with pytest.raises(peers.Unavailable, match="CPU in float32 only"):
         peers.build("openvino", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastresnet.bench.suite import answer_error
 from fastresnet.numerics import (
     OP_TOLERANCES, Tolerance, compare_to_reference, layer_mismatch, model_bound, op_mismatch,
 )  # fmt: skip
@@ -105,3 +106,14 @@ def test_model_rule_is_twice_eagers_error_plus_the_slack_and_the_float32_bound()
     with pytest.raises(ValueError, match="shapes differ"):
         compare_to_reference(fused[0], eager, ref64, torch.float32)
 
+
+def test_the_bench_holds_fastresnet_to_the_float32_bound_and_peers_to_eagers_error():
+    """A candidate 1.5e-3 off where eager (say with TF32) is 1e-3 off, at output scale 10:
+    right for a peer (within twice eager's error), wrong for fastresnet (above 1e-4 x 10)."""
+    ref64 = torch.tensor([[10.0, -3.0, 0.5]], dtype=torch.float64)
+    eager, out = (ref64 + 1e-3).float(), (ref64 + 1.5e-3).float()
+    assert answer_error(out, eager, ref64, torch.float32, "onnxruntime") is None
+    assert answer_error(out, eager, ref64, torch.float32, "fastresnet-cpp").startswith(
+        "wrong answer: max |out - fp64| = 0.0015 > 0.001 (eager's: 0.001; output scale 10)"
+    )
+    assert answer_error(ref64 + 3e-3, eager, ref64, torch.float32, "eager-channels-last").startswith("wrong answer")
