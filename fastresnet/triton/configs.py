@@ -59,7 +59,7 @@ class ConvConfig:
         return config
 
 
-def conv_configs(c_in_per_group: int, c_out_per_group: int, kh: int, kw: int) -> list[ConvConfig]:
+def conv_configs(c_in_per_group: int, c_out_per_group: int) -> list[ConvConfig]:
     """The candidate tiles for a conv's shape class, best guess first."""
     # BLOCK_K = 64 spills registers (fp32 badly) in the GPU compile check: 32 is the ceiling.
     block_k = 16 if c_in_per_group <= 16 else 32
@@ -99,7 +99,7 @@ def all_conv_configs() -> list[tuple[Layer, ConvConfig]]:
     """Every config the factory can hand out, each with a layer that gets it."""
     seen = {}
     for layer in REPRESENTATIVE_LAYERS:
-        for config in conv_configs(layer.c_in // layer.groups, layer.c_out // layer.groups, layer.kernel, layer.kernel):
+        for config in conv_configs(layer.c_in // layer.groups, layer.c_out // layer.groups):
             seen.setdefault((config, layer.kernel), (layer, config))
     return list(seen.values())
 
@@ -189,7 +189,7 @@ def choose_conv_config(args: tuple, launch: Callable) -> ConvConfig:
     if pinned:
         return ConvConfig.parse(pinned)
     x, weight, bias, residual, y, stride, padding, dilation, groups, relu = args
-    candidates = conv_configs(weight.shape[1], weight.shape[0] // groups, weight.shape[2], weight.shape[3])
+    candidates = conv_configs(weight.shape[1], weight.shape[0] // groups)
     if interpreting() or x.device.type != "cuda":
         return candidates[0]
     cache = cache_for(x.device)
