@@ -250,9 +250,17 @@ def test_every_kernel_compiles_for_sm80_and_sm90(aot_rows):
 def test_half_precision_convs_use_tensor_cores(aot_rows):
     half = [r for r in aot_rows if r["kernel"].startswith("conv") and r["dtype"] != "float32"]
     assert half and all(r["tensor_cores"] for r in half)
-    for r in aot_rows:
-        assert r["registers"] is None or r["registers"] <= 255
-        print(r["kernel"], r["dtype"], r["arch"], "registers", r["registers"], "stack", r["stack_bytes"])
+
+
+def test_register_use_is_read_and_only_float32_convs_spill(aot_rows):
+    """cuobjdump (shipped with Triton) read every cubin's registers and stack. The float16
+    and bfloat16 convs and the pools do not spill; the float32 conv tiles spill a little
+    (8-48 bytes with Triton 3.8, the price of BLOCK_K 32: see conv_configs): a larger spill
+    means a kernel or config change made them worse."""
+    assert [r["kernel"] for r in aot_rows if r["registers"] is None or r["stack_bytes"] is None] == []
+    spills = {(r["kernel"], r["dtype"], r["arch"]): r["stack_bytes"] for r in aot_rows if r["stack_bytes"]}
+    assert {key for key in spills if key[1] != "float32" or not key[0].startswith("conv")} == set()
+    assert max(spills.values(), default=0) <= 64, spills
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU: ResNet-50 at 224x224 is far too slow for the interpreter")
