@@ -22,7 +22,7 @@ import torchvision
 
 import fastresnet
 from fastresnet.bench import measure_interleaved
-from fastresnet.testing import set_realistic_batchnorm_
+from fastresnet.bench.models import set_realistic_batchnorm_
 
 from conftest import INTERLEAVED_RESULTS
 

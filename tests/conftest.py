@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fastresnet.testing import set_realistic_batchnorm_
+from fastresnet.bench.models import set_realistic_batchnorm_
 
 
 @pytest.fixture(autouse=True)

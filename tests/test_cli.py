@@ -10,7 +10,7 @@ import torch
 from fastresnet import _ext
 from fastresnet.bench import cli, machine, peers
 from fastresnet.bench.models import build_model
-from fastresnet.bench.suite import answer_error
+from fastresnet.bench.suite import answer_error, reference64
 
 ROW_KEYS = {
     "model", "backend", "dtype", "device", "batch", "image_size", "metric", "p20", "p50", "p80",
@@ -34,11 +34,18 @@ def test_bench_end_to_end(tmp_path):
     assert {(r["backend"], r["batch"]) for r in latency} == {
         (b, n) for b in ("eager", "eager-channels-last", "fastresnet", "fastresnet-reference") for n in (1, 2)
     }
-    assert all(0 < r["p20"] <= r["p50"] <= r["p80"] for r in latency)
     metrics = {r["metric"] for r in rows}
     assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager"} <= metrics
-    eager_speedup = [r["p50"] for r in rows if r["metric"] == "speedup_vs_eager" and r["backend"] == "eager"]
-    assert eager_speedup == [1.0, 1.0]
+    # The derived metrics agree with the latencies they come from.
+    by_key = {(r["backend"], r["batch"], r["metric"]): r for r in rows}
+    for r in latency:
+        derived = lambda metric: by_key[(r["backend"], r["batch"], metric)]  # noqa: E731
+        assert derived("ms_per_image")["p50"] == pytest.approx(r["p50"] / r["batch"])
+        # Throughput inverts latency: its p20 comes from the latency's p80, and its p80 from p20.
+        images, per_second = derived("images_per_s"), 1e3 * r["batch"]
+        assert (images["p20"], images["p80"]) == pytest.approx((per_second / r["p80"], per_second / r["p20"]))
+        eager_ms = by_key[("eager", r["batch"], "latency_ms")]["p50"]
+        assert derived("speedup_vs_eager")["p50"] == pytest.approx(eager_ms / r["p50"])
     assert "| fastresnet | " in report and "## resnet18, batch 2" in report
     assert {r["cpu_isa"] for r in rows} == {"none"} and "- CPU ISA cap: none" in report
     assert "- CPU flags: " in report and "- FMA peak (avx" in report
@@ -80,7 +87,7 @@ def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, mo
     status = {(r["backend"], r["batch"]): r for r in rows if r["metric"] == "status"}
     assert status[("fastresnet", 1)]["status"] == "failed"
     assert status[("fastresnet", 1)]["note"] == "RuntimeError: kernel exploded"
-    assert status[("eager-channels-last", 2)]["note"].startswith("wrong answer: max |out - eager|")
+    assert status[("eager-channels-last", 2)]["note"].startswith("wrong answer: max |out - fp64| = ")
     assert {r["backend"] for r in rows if r["metric"] == "latency_ms"} == {"eager"}
     assert "- fastresnet: failed: RuntimeError: kernel exploded" in report
 
@@ -185,11 +192,11 @@ def test_openvino_answers_like_eager():
     model = build_model("resnet18")
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
-        expected = model(x)
+        expected, ref64 = model(x), reference64(model, x)
         run = peers.build("openvino", model, torch.float32, torch.device("cpu"), x)
         first, second = run(x), run(x)
     assert isinstance(first, torch.Tensor) and first.shape == (2, 1000) and first.dtype == torch.float32
-    assert answer_error(first, expected, torch.float32) is None
+    assert answer_error(first, expected, ref64, torch.float32, "openvino") is None
     assert torch.equal(first, second)  # and the second call did not overwrite the first's output
     with pytest.raises(peers.Unavailable, match="CPU in float32 only"):
         peers.build("openvino", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())

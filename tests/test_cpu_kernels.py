@@ -17,7 +17,7 @@ from fastresnet import _ext
 from fastresnet.backends import BACKENDS
 from fastresnet.cpu_conv_choice import choose_layout
 from fastresnet.nn import FusedConv2d
-from fastresnet.testing import OP_TOLERANCES, Tolerance
+from fastresnet.numerics import OP_TOLERANCES, Tolerance, op_mismatch
 
 OPS = BACKENDS["cpp-cpu"].ops()
 TOL = OP_TOLERANCES[torch.float32]
@@ -54,7 +54,7 @@ def test_conv_matches_float64(case, residual, relu, cpu_tier):
     for w, layout in ((pack(weight, groups, blocked), blocked), (weight, "oihw")):  # by optimize(), or per call
         out = OPS.conv2d_bias_act(x, w, bias, res, stride, padding, dilation, groups, relu, layout)
         assert out.is_contiguous(memory_format=torch.channels_last) or out.shape[2:] == (1, 1)
-        torch.testing.assert_close(out.double(), expected, atol=TOL.atol, rtol=TOL.rtol)
+        assert op_mismatch(out, expected, TOL) is None
 
 
 def test_realistic_sizes_match_float64(cpu_tier):
@@ -66,7 +66,7 @@ def test_realistic_sizes_match_float64(cpu_tier):
         bias, p = torch.randn(c_out), k // 2
         out = OPS.conv2d_bias_act(x, pack(weight, 1, layout), bias, None, [s, s], [p, p], [1, 1], 1, True, layout)
         expected = conv_reference64(x, weight, bias, None, [s, s], [p, p], [1, 1], 1, True)
-        torch.testing.assert_close(out.double(), expected, atol=TOL.atol, rtol=TOL.rtol)
+        assert op_mismatch(out, expected, TOL) is None
 
 
 def test_blocked_weight_layout(cpu_tier):
@@ -85,7 +85,7 @@ def test_layout_contract_and_nchw_inputs(cpu_tier):
     args = conv_args(CONV_CASES[1])  # contiguous NCHW: converted in and out, per call
     out = OPS.conv2d_bias_act(*args)
     assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(out.double(), conv_reference64(*args), atol=TOL.atol, rtol=TOL.rtol)
+    assert op_mismatch(out, conv_reference64(*args), TOL) is None
     x = torch.randn(2, 13, 9, 7)
     for inp in (x, x.contiguous(memory_format=torch.channels_last)):
         pooled = OPS.max_pool2d(inp, [3, 3], [2, 2], [1, 1], [1, 1], True)
@@ -114,7 +114,7 @@ def test_pools_and_add_relu_match_torch(shape, cpu_tier):
     assert torch.equal(dilated, F.max_pool2d(x, (2, 3), (1, 2), 1, (2, 1)))
     mean = OPS.global_avg_pool(x)
     assert mean.shape == shape[:2]
-    torch.testing.assert_close(mean.double(), x.double().mean((2, 3)), atol=TOL.atol, rtol=TOL.rtol)
+    assert op_mismatch(mean, x.double().mean((2, 3)), TOL) is None
     torch.library.opcheck(OPS.global_avg_pool, (x,))
     y = torch.randn(shape)
     added = OPS.add_relu(x, y)
@@ -373,7 +373,7 @@ def test_winograd_matches_float64(case, residual, relu, m, cpu_tier):
     expected = conv_reference64(x, weight, bias, res, *args)
     assert out.is_contiguous(memory_format=torch.channels_last)
     tol = TOL if m == 2 else TOL_WINOGRAD_4X4
-    torch.testing.assert_close(out.double(), expected, atol=tol.atol, rtol=tol.rtol)
+    assert op_mismatch(out, expected, tol) is None
     torch.library.opcheck(OPS.conv2d_bias_act, (x, u, bias, res, *args, layout))
 
 

@@ -11,7 +11,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 import fastresnet
 from fastresnet.nn import FusedConv2d, FusedResidualBlock
-from fastresnet.testing import compare_to_reference, no_tf32
+from fastresnet.numerics import compare_to_reference, no_tf32
 
 from conftest import assert_unchanged, calibrated, double_copy, freeze_batchnorm, snapshot
 

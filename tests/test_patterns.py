@@ -7,7 +7,7 @@ from torch import nn
 
 import fastresnet
 from fastresnet.nn import FusedAddReLU, FusedConv2d, FusedResidualBlock
-from fastresnet.testing import compare_to_reference
+from fastresnet.numerics import compare_to_reference
 
 from conftest import calibrated, double_copy
 

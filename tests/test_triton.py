@@ -14,7 +14,7 @@ from torchvision.models import resnet
 
 import fastresnet
 from conv_cases import CONV_CASES, conv_args, conv_reference64
-from fastresnet.testing import OP_TOLERANCES, compare_to_reference, no_tf32
+from fastresnet.numerics import OP_TOLERANCES, compare_to_reference, no_tf32, op_mismatch
 from fastresnet.triton import configs
 from fastresnet.triton.register import register
 
@@ -30,7 +30,7 @@ if DEVICE == "cuda":
 def assert_close_to_float64(out, reference, dtype):
     tol = OP_TOLERANCES[dtype]
     assert out.dtype == dtype
-    torch.testing.assert_close(out.double(), reference, atol=tol.atol, rtol=tol.rtol)
+    assert op_mismatch(out, reference, tol) is None
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -219,7 +219,7 @@ def test_autotune_rejects_a_wrong_config_and_keeps_the_fastest_correct_one(monke
     monkeypatch.setattr(triton.testing, "do_bench", fake_do_bench)
     x, weight, bias, res, stride, padding, dilation, groups, relu = conv_args(CONV_CASES[1], channels_last=True)
     args = (x, weight, bias, res, torch.empty_like(res), stride, padding, dilation, groups, relu)
-    with pytest.warns(UserWarning, match=r"configs rejected: 64,16,16,4,1: max error"):
+    with pytest.warns(UserWarning, match=r"configs rejected: 64,16,16,4,1: \d+ of \d+ elements beyond atol"):
         assert configs.autotune(args, launch, [fast_but_wrong, slow, fastest]) == fastest
 
 
@@ -250,9 +250,17 @@ def test_every_kernel_compiles_for_sm80_and_sm90(aot_rows):
 def test_half_precision_convs_use_tensor_cores(aot_rows):
     half = [r for r in aot_rows if r["kernel"].startswith("conv") and r["dtype"] != "float32"]
     assert half and all(r["tensor_cores"] for r in half)
-    for r in aot_rows:
-        assert r["registers"] is None or r["registers"] <= 255
-        print(r["kernel"], r["dtype"], r["arch"], "registers", r["registers"], "stack", r["stack_bytes"])
+
+
+def test_register_use_is_read_and_only_float32_convs_spill(aot_rows):
+    """cuobjdump (shipped with Triton) read every cubin's registers and stack. The float16
+    and bfloat16 convs and the pools do not spill; the float32 conv tiles spill a little
+    (8-48 bytes with Triton 3.8, the price of BLOCK_K 32: see conv_configs): a larger spill
+    means a kernel or config change made them worse."""
+    assert [r["kernel"] for r in aot_rows if r["registers"] is None or r["stack_bytes"] is None] == []
+    spills = {(r["kernel"], r["dtype"], r["arch"]): r["stack_bytes"] for r in aot_rows if r["stack_bytes"]}
+    assert {key for key in spills if key[1] != "float32" or not key[0].startswith("conv")} == set()
+    assert max(spills.values(), default=0) <= 64, spills
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU: ResNet-50 at 224x224 is far too slow for the interpreter")

@@ -1,12 +1,12 @@
-"""The models the benchmark knows, built without downloads, and their FLOP counts."""
+"""The models the benchmark knows, built without downloads (random weights, realistic BN
+statistics: also what the tests and benchmarks/ build their models with), and their FLOP counts."""
 
 from __future__ import annotations
 
 import torch
 import torchvision
 from torch import nn
-
-from ..testing import set_realistic_batchnorm_
+from torchvision.models import resnet
 
 MODEL_NAMES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -26,6 +26,36 @@ def build_model(name: str, num_classes: int = 1000, seed: int = 0) -> nn.Module:
     model = getattr(torchvision.models, check_model_name(name))(weights=None, num_classes=num_classes)
     calibration = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 1))
     return set_realistic_batchnorm_(model, calibration).eval()
+
+
+@torch.no_grad()
+def set_realistic_batchnorm_(model: nn.Module, inputs: torch.Tensor, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm2d non-trivial affine parameters and running statistics.
+
+    gamma and beta are drawn at random, then the running mean and variance are measured on
+    ``inputs`` (a cumulative average, as after training), so every layer's statistics match
+    the activations it really sees. As in trained ResNets, the BN that closes a residual
+    branch gets a small gamma: each block adds a small update to the residual stream, which
+    keeps deep networks (ResNet-152) well scaled.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    branch_ends = {id(block.bn2) for block in model.modules() if isinstance(block, resnet.BasicBlock)}
+    branch_ends |= {id(block.bn3) for block in model.modules() if isinstance(block, resnet.Bottleneck)}
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in batchnorms:
+        n = bn.num_features
+        low, high = (0.0, 0.4) if id(bn) in branch_ends else (0.5, 1.5)
+        bn.weight.copy_(torch.empty(n).uniform_(low, high, generator=generator))
+        bn.bias.copy_(torch.empty(n).normal_(0.0, 0.2, generator=generator))
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over the calibration batches
+    was_training = model.training
+    model.train()
+    model(inputs)
+    model.train(was_training)
+    for bn in batchnorms:
+        bn.momentum = 0.1
+    return model
 
 
 def count_flops(model: nn.Module, image_size: int) -> int:

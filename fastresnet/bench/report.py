@@ -35,15 +35,23 @@ class Context:
     cpu_flags: str | None = None  # the CPU's relevant /proc/cpuinfo flags (CPU runs)
 
     def versions(self) -> dict:
-        import triton
-
         return {
             "fastresnet": __version__,
             "torch": torch.__version__,
-            "triton": getattr(triton, "__version__", None),
+            "triton": _triton_version(),
             **{peer: _installed_version(peer) for peer in ("onnxruntime", "openvino")},
             "python": platform.python_version(),
         }
+
+
+def _triton_version() -> str | None:
+    """Triton's version, or None where it cannot be imported (it is installed on Linux only,
+    and fastresnet runs without it)."""
+    try:
+        import triton
+    except ImportError:
+        return None
+    return getattr(triton, "__version__", None)
 
 
 def _installed_version(distribution: str) -> str | None:

@@ -1,7 +1,7 @@
 """`fastresnet verify`: numerical agreement with eager, on random and on real data.
 
 Random data: per model and backend, the error against an fp64 eager reference, judged by
-the tolerance table of fastresnet.testing, and top-1 agreement. Real data: scikit-learn's
+the whole-model rule of fastresnet.numerics, and top-1 agreement. Real data: scikit-learn's
 handwritten digits (shipped with the package, no download), upsampled to 32x32, on a
 ResNet-18 trained briefly on them, so its BN statistics are real ones; accuracy and top-1
 agreement of eager and fastresnet on held-out digits.
@@ -18,7 +18,7 @@ import torchvision
 
 from ..api import optimize
 from ..explain import explain
-from ..testing import compare_to_reference, no_tf32
+from ..numerics import compare_to_reference, no_tf32
 from .models import build_model
 
 
