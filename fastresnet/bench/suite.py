@@ -108,6 +108,12 @@ def run_benchmark(
 
 def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup) -> list[Measurement]:
     done, runs, memory = [], {}, {}
+    if any(peers.is_torch_compile(c) for c in candidates):
+        # A fresh dynamo cache per group: the earlier groups' compiled models are gone, and
+        # without this dynamo would take a new batch size for a recompile and trace it with
+        # a dynamic batch (automatic dynamic shapes), and stop compiling at its recompile
+        # limit after a few groups.
+        torch._dynamo.reset()
     with torch.inference_mode():
         expected = peers.build("eager", model, dtype, device, x)(x)
         for candidate in candidates:
