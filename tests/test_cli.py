@@ -36,10 +36,12 @@ def test_bench_end_to_end(tmp_path):
     }
     assert all(0 < r["p20"] <= r["p50"] <= r["p80"] for r in latency)
     metrics = {r["metric"] for r in rows}
-    assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager"} <= metrics
+    assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager", "setup_s"} <= metrics
+    setup = {(r["backend"], r["batch"]): r["p50"] for r in rows if r["metric"] == "setup_s"}
+    assert set(setup) == {(r["backend"], r["batch"]) for r in latency} and all(s > 0 for s in setup.values())
     eager_speedup = [r["p50"] for r in rows if r["metric"] == "speedup_vs_eager" and r["backend"] == "eager"]
     assert eager_speedup == [1.0, 1.0]
-    assert "| fastresnet | " in report and "## resnet18, batch 2" in report
+    assert "| fastresnet | " in report and "## resnet18, batch 2" in report and "| peak MiB | setup s |" in report
     assert {r["cpu_isa"] for r in rows} == {"none"} and "- CPU ISA cap: none" in report
     assert "- CPU flags: " in report and "- FMA peak (avx" in report
     (peak_note,) = {r["note"] for r in rows if r["metric"] == "percent_of_peak"}
