@@ -35,7 +35,9 @@ def test_bench_end_to_end(tmp_path):
         (b, n) for b in ("eager", "eager-channels-last", "fastresnet", "fastresnet-reference") for n in (1, 2)
     }
     metrics = {r["metric"] for r in rows}
-    assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager"} <= metrics
+    assert {"ms_per_image", "images_per_s", "gflops_per_s", "percent_of_peak", "speedup_vs_eager", "setup_s"} <= metrics
+    setup = {(r["backend"], r["batch"]): r["p50"] for r in rows if r["metric"] == "setup_s"}
+    assert set(setup) == {(r["backend"], r["batch"]) for r in latency} and all(s > 0 for s in setup.values())
     # The derived metrics agree with the latencies they come from.
     by_key = {(r["backend"], r["batch"], r["metric"]): r for r in rows}
     for r in latency:
@@ -46,7 +48,7 @@ def test_bench_end_to_end(tmp_path):
         assert (images["p20"], images["p80"]) == pytest.approx((per_second / r["p80"], per_second / r["p20"]))
         eager_ms = by_key[("eager", r["batch"], "latency_ms")]["p50"]
         assert derived("speedup_vs_eager")["p50"] == pytest.approx(eager_ms / r["p50"])
-    assert "| fastresnet | " in report and "## resnet18, batch 2" in report
+    assert "| fastresnet | " in report and "## resnet18, batch 2" in report and "| peak MiB | setup s |" in report
     assert {r["cpu_isa"] for r in rows} == {"none"} and "- CPU ISA cap: none" in report
     assert "- CPU flags: " in report and "- FMA peak (avx" in report
     (peak_note,) = {r["note"] for r in rows if r["metric"] == "percent_of_peak"}
@@ -212,3 +214,56 @@ def test_verify_on_random_and_real_data(tmp_path):
     digits = rows[1]
     assert digits["eager_accuracy"] == digits["fastresnet_accuracy"] > 0.5  # it learned something real
     assert "| resnet18 (digits) | cpp-cpu (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()
+
+
+@pytest.fixture
+def recorded_compiles(monkeypatch):
+    """torch.compile with dynamo's eager backend (no Inductor: fast), recording each call's
+    mode and whether the graph dynamo traced had a dynamic (symbolic) batch."""
+    real_compile = torch.compile
+    calls = []
+
+    def fake_compile(model, mode=None, dynamic=None, **kwargs):
+        call = {"mode": mode, "dynamic": dynamic, "symbolic_batch": []}
+        calls.append(call)
+
+        def backend(graph_module, example_inputs):
+            # A dynamic batch shows as a symbolic size on the graph's inputs.
+            values = [n.meta.get("example_value") for n in graph_module.graph.nodes if n.op == "placeholder"]
+            sizes = [s for v in values if isinstance(v, torch.Tensor) for s in v.shape]
+            call["symbolic_batch"].append(any(isinstance(v, torch.SymInt) for v in values + sizes))
+            return graph_module.forward
+
+        return real_compile(model, backend=backend, dynamic=dynamic)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    return calls
+
+
+def test_torch_compile_modes_are_candidates_outside_the_default_set():
+    assert {"torch-compile-max-autotune", "torch-compile-reduce-overhead"} <= set(peers.candidate_names())
+    assert not any(name.startswith("torch-compile-") for name in cli.default_candidates(torch.device("cpu"), torch.float32))
+
+
+def test_torch_compile_modes_on_cuda(recorded_compiles):
+    # What would be compiled on a GPU; nothing here touches one (the model is never called).
+    model = torch.nn.Conv2d(3, 4, 3)
+    for mode in (None, "max-autotune", "reduce-overhead"):
+        peers._torch_compile(model, torch.device("cuda"), mode)
+    assert [(c["mode"], c["dynamic"]) for c in recorded_compiles] == [
+        ("max-autotune", False), ("max-autotune", False), ("reduce-overhead", False)
+    ]  # fmt: skip
+
+
+def test_each_batch_compiles_for_its_own_static_shape(tmp_path, recorded_compiles):
+    rows, report = run_bench(
+        tmp_path, "--backends", "eager,torch-compile,torch-compile-max-autotune,torch-compile-reduce-overhead"
+    )
+    assert [(c["mode"], c["dynamic"]) for c in recorded_compiles] == [(None, False), ("max-autotune", False)] * 2
+    # No batch size ran a graph traced with a symbolic batch (a recompile of the previous one).
+    assert [c["symbolic_batch"] for c in recorded_compiles] == [[False]] * 4
+    latency = {(r["backend"], r["batch"]) for r in rows if r["metric"] == "latency_ms"}
+    assert latency == {(b, n) for b in ("eager", "torch-compile", "torch-compile-max-autotune") for n in (1, 2)}
+    (reason,) = {r["note"] for r in rows if r["backend"] == "torch-compile-reduce-overhead"}
+    assert reason == "torch.compile mode reduce-overhead replays CUDA graphs: CUDA only"
+    assert "| torch-compile-reduce-overhead | unavailable |" in report

@@ -33,7 +33,8 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
-from fastresnet.testing import max_abs_error, output_scale, set_realistic_batchnorm_
+from fastresnet.bench.models import set_realistic_batchnorm_
+from fastresnet.numerics import max_abs_error, output_scale
 
 OPS = BACKENDS["cpp"].ops()
 FLOOR = 1e-7  # of the output scale: below this both are exact for practical purposes

@@ -19,6 +19,14 @@ from ..api import optimize
 
 PEERS = ("eager", "eager-channels-last", "torch-compile", "onnxruntime", "openvino")
 
+# torch.compile in a named mode, on any device. Not in the default set: on a GPU each
+# max-autotune compile of ResNet-50 takes minutes. `torch-compile` itself is the strongest
+# setting per device (max-autotune on CUDA; the default mode with freezing on CPU).
+TORCH_COMPILE_MODES = {
+    "torch-compile-max-autotune": "max-autotune",
+    "torch-compile-reduce-overhead": "reduce-overhead",  # CUDA graphs: CUDA only
+}
+
 # Peers that cannot be capped to an instruction set from outside, and why: `fastresnet bench
 # --cpu-isa` leaves them out. The other peers run on oneDNN, ATen, MKL and Inductor's
 # generated C++, which all take the caps it sets in the environment.
@@ -34,7 +42,7 @@ class Unavailable(Exception):
 
 
 def candidate_names() -> list[str]:
-    return [*PEERS, "fastresnet", *(f"fastresnet-{name}" for name in backends.BACKENDS)]
+    return [*PEERS, *TORCH_COMPILE_MODES, "fastresnet", *(f"fastresnet-{name}" for name in backends.BACKENDS)]
 
 
 def check_candidate_name(name: str) -> str:
@@ -45,6 +53,10 @@ def check_candidate_name(name: str) -> str:
 
 def is_fastresnet(name: str) -> bool:
     return name.startswith("fastresnet")
+
+
+def is_torch_compile(name: str) -> bool:
+    return name == "torch-compile" or name in TORCH_COMPILE_MODES
 
 
 def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device, example: torch.Tensor) -> Callable:
@@ -64,20 +76,25 @@ def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device,
     if name == "eager-channels-last":
         model = model.to(memory_format=torch.channels_last)
         return lambda x: model(x.contiguous(memory_format=torch.channels_last))
-    if name == "torch-compile":
-        return _torch_compile(model, device)
+    if is_torch_compile(name):
+        return _torch_compile(model, device, TORCH_COMPILE_MODES.get(name))
     if name == "openvino":
         return _openvino(model, device, example)
     return _onnxruntime(model, device, example)
 
 
-def _torch_compile(model: nn.Module, device: torch.device) -> Callable:
+def _torch_compile(model: nn.Module, device: torch.device, mode: str | None = None) -> Callable:
+    """torch.compile in ``mode``; None is the `torch-compile` peer: max-autotune on CUDA, the
+    default mode on CPU. Static shapes (dynamic=False), as a deployment at one batch size
+    compiles, whatever batch sizes were compiled before in this process."""
     import torch._inductor.config as inductor_config
 
+    if mode == "reduce-overhead" and device.type != "cuda":
+        raise Unavailable("torch.compile mode reduce-overhead replays CUDA graphs: CUDA only")
     if device.type == "cuda":
-        return torch.compile(model, mode="max-autotune")
+        return torch.compile(model, mode=mode or "max-autotune", dynamic=False)
     # On CPU, freezing folds BN and pre-packs weights: the strongest inference setting.
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, mode=mode, dynamic=False)
 
     def run(x):
         with inductor_config.patch(freezing=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,6 +31,7 @@ class Measurement:
     samples: Samples | None = None
     error: str | None = None
     peak_memory_mib: float | None = None
+    setup_s: float | None = None  # build and first call: torch.compile's compile, Triton's autotuning
 
 
 @dataclass
@@ -50,6 +52,11 @@ class Progress:
         self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {label:50.50s}")
         if self.done == self.total:
             self.stream.write("\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """A line of its own, above the bar (which the next step redraws)."""
+        self.stream.write(f"\r{text:90s}\n")
         self.stream.flush()
 
 
@@ -110,7 +117,9 @@ def run_benchmark(
         for batch in batch_sizes:
             x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(batch))
             x = x.to(device=device, dtype=dtype)
-            result.measurements += _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup)
+            result.measurements += _measure_one(
+                name, model, batch, x, dtype, device, candidates, repeats, warmup, progress
+            )  # fmt: skip
             for candidate, why in (left_out or {}).items():
                 result.measurements.append(Measurement(name, candidate, batch, "left out", error=why))
             if progress:
@@ -118,12 +127,19 @@ def run_benchmark(
     return result
 
 
-def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup) -> list[Measurement]:
-    done, runs, memory = [], {}, {}
+def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup, progress=None) -> list[Measurement]:
+    done, runs, memory, setup = [], {}, {}, {}
+    if any(peers.is_torch_compile(c) for c in candidates):
+        # A fresh dynamo cache per group: the earlier groups' compiled models are gone, and
+        # without this dynamo would take a new batch size for a recompile and trace it with
+        # a dynamic batch (automatic dynamic shapes), and stop compiling at its recompile
+        # limit after a few groups.
+        torch._dynamo.reset()
     with torch.inference_mode():
         expected = peers.build("eager", model, dtype, device, x)(x)
         ref64 = reference64(model, x)
         for candidate in candidates:
+            start = time.perf_counter()
             try:
                 run = peers.build(candidate, model, dtype, device, x)
                 if device.type == "cuda":
@@ -132,12 +148,19 @@ def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warm
                 problem = answer_error(run(x), expected, ref64, dtype, candidate)  # also the first (compiling) call
                 if device.type == "cuda":
                     memory[candidate] = torch.cuda.max_memory_allocated(device) / 2**20
+                    torch.cuda.synchronize()
+                setup[candidate] = time.perf_counter() - start
             except peers.Unavailable as reason:
                 done.append(Measurement(name, candidate, batch, "unavailable", error=str(reason)))
                 continue
             except Exception as error:  # a failing candidate is reported, and the run goes on
                 done.append(Measurement(name, candidate, batch, "failed", error=f"{type(error).__name__}: {error}"))
+                if progress:
+                    progress.note(f"{name} batch {batch}: {candidate} failed after {time.perf_counter() - start:.1f} s")
                 continue
+            if progress:
+                # On its own line, so that a run cut short still shows what took the time.
+                progress.note(f"{name} batch {batch}: {candidate} set up in {setup[candidate]:.1f} s (build, first call)")
             if problem:
                 done.append(Measurement(name, candidate, batch, "failed", error=problem))
                 continue
@@ -148,5 +171,7 @@ def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warm
         if guarded.error:
             done.append(Measurement(name, candidate, batch, "failed", error=guarded.error))
         else:
-            done.append(Measurement(name, candidate, batch, "ok", samples[candidate], None, memory.get(candidate)))
+            done.append(
+                Measurement(name, candidate, batch, "ok", samples[candidate], None, memory.get(candidate), setup[candidate])
+            )  # fmt: skip
     return done
