@@ -36,7 +36,7 @@ from fastresnet.backends import BACKENDS
 from fastresnet.bench.models import set_realistic_batchnorm_
 from fastresnet.numerics import max_abs_error, output_scale
 
-OPS = BACKENDS["cpp"].ops()
+OPS = BACKENDS["cpp-cpu"].ops()
 FLOOR = 1e-7  # of the output scale: below this both are exact for practical purposes
 # Winograd rounds more than a direct conv, by construction: the transformed input and
 # products are sums of several inputs, each rounded in float32, before and after the
@@ -216,7 +216,7 @@ def model_errors() -> tuple[float, float]:
     x = torch.randn(4, 3, 204, 168, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = copy.deepcopy(model).double()(x.double())
-        fast = fastresnet.optimize(model, backend="cpp")
+        fast = fastresnet.optimize(model, backend="cpp-cpu")
         return rel_error(fast(x), ref), rel_error(model(x), ref)
 
 

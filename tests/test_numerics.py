@@ -113,7 +113,7 @@ def test_the_bench_holds_fastresnet_to_the_float32_bound_and_peers_to_eagers_err
     ref64 = torch.tensor([[10.0, -3.0, 0.5]], dtype=torch.float64)
     eager, out = (ref64 + 1e-3).float(), (ref64 + 1.5e-3).float()
     assert answer_error(out, eager, ref64, torch.float32, "onnxruntime") is None
-    assert answer_error(out, eager, ref64, torch.float32, "fastresnet-cpp").startswith(
+    assert answer_error(out, eager, ref64, torch.float32, "fastresnet-cpp-cpu").startswith(
         "wrong answer: max |out - fp64| = 0.0015 > 0.001 (eager's: 0.001; output scale 10)"
     )
     assert answer_error(ref64 + 3e-3, eager, ref64, torch.float32, "eager-channels-last").startswith("wrong answer")

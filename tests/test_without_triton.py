@@ -63,7 +63,7 @@ def test_fastresnet_and_its_bench_work_without_triton(tmp_path):
     assert Path(facts["fastresnet_file"]).resolve().is_relative_to(ROOT)
     assert facts["triton_available"] is False
     assert any(r.startswith("triton cannot be imported (") for r in facts["triton_reasons"]), facts["triton_reasons"]
-    assert facts["backend"] in ("cpp", "reference") and facts["model_ok"]
+    assert facts["backend"] in ("cpp-cpu", "reference") and facts["model_ok"]
     assert "backend 'triton' cannot run on cpu" in facts["explicit_triton"]
     assert "triton cannot be imported" in facts["explicit_triton"]
     assert facts["bench_exit"] == 0 and facts["triton_module"] == "None"
