@@ -49,6 +49,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "How this extension was built and which kernels it holds.");
   m.def("fma_peak_gflops", &cpu::fma_peak_gflops, py::arg("threads"), py::arg("iterations"),
         "Measured fp32 FMA peak (GFLOP/s) of `threads` threads with the active tier's vectors.");
+  m.def("bf16_dot_peak_gflops", &cpu::bf16_dot_peak_gflops, py::arg("threads"), py::arg("iterations"),
+        "Measured bf16 dot-product peak (GFLOP/s, into fp32) of `threads` threads with the active "
+        "tier's vectors; RuntimeError where the tier or the CPU has none.");
+  m.def("bf16_dot_unsupported_reason", &cpu::bf16_dot_unsupported_reason,
+        "Why bf16_dot_peak_gflops() cannot run here, or ''.");
   m.def(
       "cpu_tiers",
       [] {

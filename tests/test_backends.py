@@ -78,3 +78,17 @@ def test_the_extension_measures_the_fma_peak():
     assert flops > 1e9 and how.startswith(f"measured fp32 {_ext.cpu_isa().upper()} FMA peak")
     with pytest.raises(ValueError, match="threads and iterations must be >= 1"):
         _ext.extension().fma_peak_gflops(0, 1)
+
+
+def test_the_bf16_dot_peak_probe_runs_where_the_tier_and_cpu_have_it(cpu_tier):
+    ext = _ext.extension()
+    reason = ext.bf16_dot_unsupported_reason()
+    if cpu_tier["name"] == "avx2":
+        assert reason == "the avx2 tier has no bf16 dot-product probe"
+    elif not _ext.cpu_features().get("avx512_bf16"):
+        assert reason == "this CPU lacks avx512_bf16 (bf16 dot products)"
+    if reason:
+        with pytest.raises(RuntimeError, match="bf16 dot"):
+            ext.bf16_dot_peak_gflops(1, 1000)
+    else:
+        assert ext.bf16_dot_peak_gflops(1, 2_000_000) > 1.0  # GFLOP/s

@@ -200,8 +200,42 @@ def test_openvino_answers_like_eager():
     assert isinstance(first, torch.Tensor) and first.shape == (2, 1000) and first.dtype == torch.float32
     assert answer_error(first, expected, ref64, torch.float32, "openvino") is None
     assert torch.equal(first, second)  # and the second call did not overwrite the first's output
-    with pytest.raises(peers.Unavailable, match="CPU in float32 only"):
-        peers.build("openvino", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())
+    with pytest.raises(peers.Unavailable, match="CPU in float32 and bfloat16"):
+        peers.build("openvino", model, torch.float16, torch.device("cpu"), x.half())
+
+
+def test_openvino_runs_bfloat16_from_the_float32_model():
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'fastresnet[peers]')")
+    model, x = build_model("resnet18"), torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        ref64, eager = reference64(model, x), model.bfloat16()(x.bfloat16())
+        out = peers.build("openvino", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())(x.bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 1000)
+    assert answer_error(out, eager, ref64, torch.bfloat16, "openvino") is None
+    assert peers.openvino_default_precision() in ("f32", "bf16", "f16")
+
+
+def test_onnxruntime_in_bfloat16_is_unavailable_with_the_reason():
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'fastresnet[peers]')")
+    model, x = build_model("resnet18"), torch.randn(1, 3, 32, 32)
+    with pytest.raises(peers.Unavailable, match="ONNX Runtime's CPU provider has no bfloat16 convolution"):
+        peers.build("onnxruntime", model, torch.bfloat16, torch.device("cpu"), x.bfloat16())
+
+
+def test_a_bfloat16_bench_names_its_peak_and_openvinos_own_precision(tmp_path):
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'fastresnet[peers]')")
+    rows, report = run_bench(tmp_path, "--dtype", "bfloat16", "--batch-sizes", "1", "--backends", "eager,openvino")
+    assert {r["backend"] for r in rows if r["metric"] == "latency_ms"} == {"eager", "openvino"}
+    default = peers.openvino_default_precision()
+    assert (
+        f"- OpenVINO's own default precision on this CPU: {default} (its INFERENCE_PRECISION_HINT when none is "
+        "given); the openvino candidate ran with the hint bf16"
+    ) in report
+    has_bf16_dot = not _ext.extension().bf16_dot_unsupported_reason()
+    if has_bf16_dot and _ext.cpu_features()["amx_bf16"]:  # AMX: no ceiling that the peers respect
+        assert "- bf16 peak not measured: this CPU has AMX" in report and "percent_of_peak" not in {r["metric"] for r in rows}
+    else:
+        assert ("- bf16 dot peak (" in report) == has_bf16_dot and ("- FMA peak (" in report) != has_bf16_dot
 
 
 def test_verify_on_random_and_real_data(tmp_path):

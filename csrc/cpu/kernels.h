@@ -93,6 +93,9 @@ struct TierFacts {
   // to the second, direct beyond (0: never). Measured per tier; the figures are in its file.
   int64_t winograd4x4_max_channels;
   int64_t winograd2x2_max_channels;
+  // What the CPU must have, besides `features`, for the tier's bf16 dot-product probe
+  // (CpuTier::bf16_dot_chains); null where the tier has none.
+  const char* bf16_dot_features = nullptr;
 };
 
 // One instruction-set tier: its facts and its kernels, all from the same templates.
@@ -122,6 +125,9 @@ struct CpuTier {
   // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
   // depends on them all, so they cannot be optimised away.
   float (*fma_chains)(int64_t iterations);
+  // The same with bf16 dot products into fp32 (two products per lane per instruction), or
+  // null: the peak that bf16 kernels are measured against. Needs facts.bf16_dot_features.
+  float (*bf16_dot_chains)(int64_t iterations);
 };
 
 }  // namespace fastresnet::cpu

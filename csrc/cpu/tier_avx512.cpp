@@ -41,6 +41,22 @@ struct Avx512 {
   static constexpr int64_t kReductionChunk = 1024;
   static constexpr int64_t kL2Budget = 256 << 10;
   static constexpr int64_t kWinogradTilesPerChunk = 30;
+
+  // The bf16 dot-product probe: kFmaChains chains of VDPBF16PS (16 lanes x 2 bf16 products
+  // into fp32). Its own target, beyond the tier's: it runs only where the CPU has
+  // avx512_bf16 (TierFacts::bf16_dot_features), checked before it is called.
+  __attribute__((target("avx512bf16,avx512f,avx2,fma"))) static float bf16_dot_chains(int64_t iterations) {
+    __m512 acc[kFmaChains];
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(0.01f * j);
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3c00), b = (__m512bh)_mm512_set1_epi16(0x3c00);  // 2^-7
+    for (int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 16
+      for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+    }
+    __m512 total = acc[0];
+    for (int j = 1; j < kFmaChains; ++j) total = _mm512_add_ps(total, acc[j]);
+    return _mm512_cvtss_f32(total);
+  }
 };
 
 // Winograd limits (C_out x C_in): F(4x4) against F(2x2) per layer, ms at batch 1 / 8
@@ -58,6 +74,7 @@ const TierRegistration<Avx512> registration({
     .dtypes = "float32",
     .winograd4x4_max_channels = 256 * 256,
     .winograd2x2_max_channels = 512 * 512,
+    .bf16_dot_features = "avx512_bf16",
 });
 
 }  // namespace

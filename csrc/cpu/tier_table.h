@@ -25,6 +25,16 @@ float fma_chains(int64_t iterations) {
   return V::first(total);
 }
 
+// Isa::bf16_dot_chains where the tier defines one (with its own target: see tier_avx512.cpp).
+template <class Isa>
+constexpr float (*bf16_dot_chains_of())(int64_t) {
+  if constexpr (requires { &Isa::bf16_dot_chains; }) {
+    return &Isa::bf16_dot_chains;
+  } else {
+    return nullptr;
+  }
+}
+
 template <class Isa>
 CpuTier make_tier(const TierFacts& facts) {
   using V = typename Isa::V;
@@ -40,7 +50,8 @@ CpuTier make_tier(const TierFacts& facts) {
                  &max_pool_nhwc<V>,
                  &global_avg_pool_nhwc<V>,
                  &add_relu<V>,
-                 &fma_chains<V>};
+                 &fma_chains<V>,
+                 bf16_dot_chains_of<Isa>()};
 }
 
 // The tier of `Isa`, built and registered (tiers.h) when the extension loads.

@@ -145,10 +145,18 @@ def bench(args) -> int:
         progress, left_out,
     )  # fmt: skip
     peak, source = machine.peak_flops(args.device, args.dtype)
+    peer_notes = []
+    if args.device.type == "cpu" and "openvino" in candidates and peers.openvino_default_precision():
+        # So that no reader takes the pinned precision for OpenVINO's own choice on this CPU.
+        pinned = peers.OPENVINO_PRECISION.get(args.dtype, "-")
+        peer_notes.append(
+            f"OpenVINO's own default precision on this CPU: {peers.openvino_default_precision()} "
+            f"(its INFERENCE_PRECISION_HINT when none is given); the openvino candidate ran with the hint {pinned}"
+        )
     context = report.Context(
         args.dtype, args.device, args.image_size, machine.describe(args.device), peak, source,
         cpu_isa=args.cpu_isa or "none", cpu_isa_env=machine.cpu_isa_env_now(), left_out=left_out,
-        cpu_flags=machine.describe_cpu_flags() if args.device.type == "cpu" else None,
+        cpu_flags=machine.describe_cpu_flags() if args.device.type == "cpu" else None, peer_notes=peer_notes,
     )  # fmt: skip
     rows = report.rows(result, context)
     sections = []

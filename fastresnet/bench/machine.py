@@ -144,10 +144,32 @@ def measured_cpu_peak(repeats: int = 3) -> tuple[float, str]:
     return flops, f"measured fp32 {tier.upper()} FMA peak, {threads} threads"
 
 
+def _cpu_bf16_peak(repeats: int) -> tuple[float, str] | None:
+    """(FLOP/s, tier) of the active tier's bf16 dot products on torch's thread count, or None
+    where the tier or the CPU has none (the fp32 peak is then the ceiling given)."""
+    extension = _ext.extension()
+    tier = fastresnet_cpu_tier()
+    if extension is None or tier is None or extension.bf16_dot_unsupported_reason():
+        return None
+    threads = torch.get_num_threads()
+    return max(extension.bf16_dot_peak_gflops(threads, 50_000_000) for _ in range(repeats)) * 1e9, tier
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
     """(FLOP/s, a label for it); None where no figure is known. The label names the CPU tier
-    the peak was measured at, so a "% of peak" is read against the right ceiling."""
+    the peak was measured at, so a "% of peak" is read against the right ceiling: in bfloat16,
+    the bf16 dot-product peak where the CPU has one (about 2x the fp32 FMA peak)."""
     if device.type == "cpu":
+        bf16 = _cpu_bf16_peak(repeats=3) if dtype == torch.bfloat16 else None
+        if bf16 is not None and _ext.cpu_features().get("amx_bf16"):
+            # oneDNN's bf16 convs (eager, torch.compile, OpenVINO) run on AMX's tile multiplies
+            # there, far past the vector units: no measured ceiling, so no "% of peak".
+            return None, (
+                f"bf16 peak not measured: this CPU has AMX, whose tile multiplies the peers use exceed the "
+                f"vector bf16 dot peak ({bf16[1]}, measured: {bf16[0] / 1e9:.1f} GFLOP/s)"
+            )
+        if bf16 is not None:
+            return bf16[0], f"bf16 dot peak ({bf16[1]}, measured)"
         flops, tier = _cpu_peak(repeats=3)
         if tier is None:
             return flops, f"fp32 GEMM peak (torch.mm {GEMM_SIZE}, measured)"

@@ -108,8 +108,13 @@ def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor) 
         import onnxruntime
     except ImportError:
         raise Unavailable("onnxruntime is not installed (pip install 'fastresnet[peers]')") from None
-    if device.type != "cpu" or example.dtype != torch.float32:
-        raise Unavailable("the onnxruntime peer is measured on CPU in float32 only")
+    if device.type != "cpu":
+        raise Unavailable("the onnxruntime peer is measured on CPU only")
+    if example.dtype != torch.float32:
+        raise Unavailable(
+            f"ONNX Runtime's CPU provider has no {str(example.dtype).removeprefix('torch.')} convolution "
+            "(its MLAS kernels are float32 and int8): measured in float32 only"
+        )
     buffer = io.BytesIO()
     try:
         torch.onnx.export(model, (example,), buffer, input_names=["x"], output_names=["y"], dynamo=False)
@@ -128,22 +133,40 @@ def _openvino(model: nn.Module, device: torch.device, example: torch.Tensor) -> 
         import openvino
     except ImportError:
         raise Unavailable("openvino is not installed (pip install 'fastresnet[peers]')") from None
-    if device.type != "cpu" or example.dtype != torch.float32:
-        raise Unavailable("the openvino peer is measured on CPU in float32 only")
+    if device.type != "cpu" or example.dtype not in OPENVINO_PRECISION:
+        raise Unavailable("the openvino peer is measured on CPU in float32 and bfloat16")
+    # OpenVINO takes the float32 model and float32 input, and runs it in the precision its
+    # hint names: the way its users get bfloat16 (numpy has no bfloat16 to feed it).
+    model, dtype = model.float(), example.dtype
     try:
         # Through torch.export (not the deprecated TorchScript trace), with the input shape
         # fixed to the example's, as ONNX Runtime gets it: static shapes plan best.
-        program = torch.export.export(model, (example,))
+        program = torch.export.export(model, (example.float(),))
         converted = openvino.convert_model(program, input=[tuple(example.shape)])
     except Exception as error:  # export and conversion raise many kinds
         raise Unavailable(f"OpenVINO conversion failed: {type(error).__name__}: {error}") from None
     config = {
-        # On CPUs with AVX512_BF16 the CPU plugin otherwise runs float32 models in bfloat16.
-        "INFERENCE_PRECISION_HINT": "f32",
+        # Pinned: on CPUs with AVX512_BF16 or AMX the CPU plugin otherwise runs float32 models
+        # in bfloat16 (openvino_default_precision() says what it would choose here).
+        "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[dtype],
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         # One stream using all the threads: the setting for one request at a time.
         "PERFORMANCE_HINT": "LATENCY",
     }
     compiled = openvino.Core().compile_model(converted, "CPU", config)
     # The compiled model's outputs are fresh arrays each call (not views of a reused buffer).
-    return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0])
+    return lambda x: torch.from_numpy(compiled(x.float().contiguous().numpy())[0]).to(dtype)
+
+
+# The openvino peer's INFERENCE_PRECISION_HINT per benchmark dtype.
+OPENVINO_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def openvino_default_precision() -> str | None:
+    """The precision OpenVINO's CPU plugin chooses by itself for a float32 model on this CPU
+    (its INFERENCE_PRECISION_HINT when none is given), or None without OpenVINO."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()

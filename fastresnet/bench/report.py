@@ -33,6 +33,7 @@ class Context:
     cpu_isa_env: dict[str, str] = field(default_factory=dict)  # the cap variables as set
     left_out: dict[str, str] = field(default_factory=dict)  # candidate -> why it was left out
     cpu_flags: str | None = None  # the CPU's relevant /proc/cpuinfo flags (CPU runs)
+    peer_notes: list[str] = field(default_factory=list)  # e.g. the precision a peer would choose by itself
 
     def versions(self) -> dict:
         return {
@@ -152,8 +153,9 @@ def markdown(table_rows: list[dict], context: Context, extra_sections: list[str]
         f"- machine: {context.machine}; device {context.device.type}; dtype "
         f"{str(context.dtype).removeprefix('torch.')}; image {context.image_size}x{context.image_size}",
         *([f"- CPU flags: {context.cpu_flags}"] if context.cpu_flags else []),
-        f"- {context.peak_source}: {_fmt(context.peak_flops and context.peak_flops / 1e9, 1)} GFLOP/s",
+        f"- {context.peak_source}" + (f": {context.peak_flops / 1e9:.1f} GFLOP/s" if context.peak_flops else ""),
         _cap_line(context),
+        *(f"- {note}" for note in context.peer_notes),
         f"- versions: {', '.join(f'{k} {v}' for k, v in context.versions().items())}",
         "- candidates ran interleaved, in a random order each round; times are medians with p20-p80;"
         " speedups are ratios of medians from the same run",
@@ -199,7 +201,7 @@ def speedup_plot(table_rows: list[dict], path: Path) -> str | None:
     speed = [r for r in table_rows if r["metric"] == "speedup_vs_eager"]
     groups = list(dict.fromkeys(f"{r['model']}\nbatch {r['batch']}" for r in speed))
     backends = list(dict.fromkeys(r["backend"] for r in speed))
-    figure, axes = plt.subplots(figsize=(max(6, 1.8 * len(groups) + 2), 4))
+    figure, axes = plt.subplots(figsize=(max(6, 1.8 * len(groups) + 2) + 2.5, 4))  # + the legend
     width = 0.8 / max(len(backends), 1)
     for i, backend in enumerate(backends):
         values = {f"{r['model']}\nbatch {r['batch']}": r["p50"] for r in speed if r["backend"] == backend}
@@ -208,7 +210,8 @@ def speedup_plot(table_rows: list[dict], path: Path) -> str | None:
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.set_xticks([g + width * (len(backends) - 1) / 2 for g in range(len(groups))], groups)
     axes.set_ylabel("speedup over eager (median)")
-    axes.legend(fontsize=8)
+    # Beside the axes, not over the bars.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
