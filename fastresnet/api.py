@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import nn
 
-from . import _ext, cpu_conv_choice
+from . import cpu_conv_choice
 from .backends import cpu_kernels_backend, select_backend
 from .explain import INFO_ATTRIBUTE, OptimizationInfo
 from .rewrite import Rewriter
@@ -59,9 +59,9 @@ def optimize(
     dtype = _resolve_dtype(dtype, model)
     cpu_conv_choice.check_algorithm(conv_algorithm)
     chosen, notes = select_backend(backend, device, dtype)
-    if chosen is cpu_kernels_backend():
-        notes.append(_ext.cpu_isa_note())  # raises if FASTRESNET_CPU_ISA asks for a tier this CPU lacks
-    elif conv_algorithm != cpu_conv_choice.AUTO:
+    if chosen.choice_note():
+        notes.append(chosen.choice_note())
+    if chosen is not cpu_kernels_backend() and conv_algorithm != cpu_conv_choice.AUTO:
         notes.append(f"conv_algorithm={conv_algorithm!r} has no effect on {chosen.name}: it runs every conv direct")
     target = model if inplace else copy.deepcopy(model)
     with torch.no_grad():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _ext, cpu_conv_choice
-from .ops import FusedOps, backend_ops, define_backend_ops, kernel_missing, reference, weight_layout
+from .ops import FusedOps, backend_ops, define_backend_ops, kernel_missing, onednn, reference, weight_layout
 from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
@@ -56,6 +56,10 @@ class Backend:
             weight = weight.contiguous(memory_format=torch.channels_last)
         return weight, weight_layout.LOGICAL, ""
 
+    def choice_note(self) -> str:
+        """For explain(): what this backend runs on here, once chosen ("" if nothing to say)."""
+        return ""
+
     def keeps_channels_last(self, device: torch.device) -> bool:
         """Whether activations should be channels_last (NHWC) through the network on
         ``device``; if so, the model's first fused conv converts its input once."""
@@ -83,6 +87,41 @@ class ReferenceBackend(Backend):
     def keeps_channels_last(self, device: torch.device) -> bool:
         # oneDNN and cuDNN run channels_last convs faster, and no extra pass is spent on it:
         # the entry conv converts the input once, every op keeps the layout it is given.
+        return True
+
+
+class OneDnnBackend(Backend):
+    """bfloat16 on CPUs with AMX: the convs through oneDNN's fused conv (ops/onednn.py), whose
+    bf16 convolutions run on AMX's tile multiplies, several times the speed of any AVX-512
+    kernel; the rest as the reference does it."""
+
+    name = "onednn"
+    op_prefix = "onednn"
+    description = "bfloat16 convs through oneDNN's fused conv + bias (+ residual) + ReLU, for CPUs with AMX"
+
+    def priority(self, device: torch.device) -> int:
+        return 15 if device.type == "cpu" else -20  # ahead of the C++ CPU kernels where it can run
+
+    def not_supported_reasons(self, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
+        if device.type != "cpu":
+            return [f"oneDNN's fused conv takes CPU tensors, not {device.type}"]
+        reasons = []
+        if not torch.backends.mkldnn.is_available():
+            reasons.append("this torch is built without oneDNN (torch.backends.mkldnn)")
+        if dtype is not None and dtype != torch.bfloat16:
+            reasons.append(f"it runs bfloat16 only, not {str(dtype).removeprefix('torch.')}")
+        if not _ext.cpu_features().get("amx_bf16"):
+            # Without AMX, oneDNN's bf16 convs are no faster than the C++ CPU kernels in float32.
+            reasons.append("this CPU has no AMX (amx_bf16), where oneDNN's bfloat16 convs pay")
+        return reasons
+
+    def ops(self) -> FusedOps:
+        return onednn.register()
+
+    def choice_note(self) -> str:
+        return "bfloat16 convs: oneDNN's fused conv, on this CPU's AMX tile multiplies (amx_bf16)"
+
+    def keeps_channels_last(self, device: torch.device) -> bool:
         return True
 
 
@@ -145,6 +184,9 @@ class CpuKernelsBackend(ExtensionBackend):
         layout, why = cpu_conv_choice.choose_layout(tuple(weight.shape), groups, stride, dilation, tier, algorithm)
         return weight_layout.pack(weight, groups, layout), layout, why
 
+    def choice_note(self) -> str:
+        return _ext.cpu_isa_note()  # raises if FASTRESNET_CPU_ISA asks for a tier this CPU lacks
+
 
 class CudaKernelsBackend(ExtensionBackend):
     """The CUDA C++ kernels compiled into fastresnet._C (csrc/cuda), registered for the same
@@ -201,7 +243,7 @@ class TritonBackend(Backend):
 
 
 BACKENDS: dict[str, Backend] = {
-    b.name: b for b in (TritonBackend(), CpuKernelsBackend(), CudaKernelsBackend(), ReferenceBackend())
+    b.name: b for b in (TritonBackend(), OneDnnBackend(), CpuKernelsBackend(), CudaKernelsBackend(), ReferenceBackend())
 }
 # Names that still work, with a DeprecationWarning: "cpp" was one backend for both the CPU
 # and the CUDA C++ kernels; it means whichever of the two runs on the model's device.

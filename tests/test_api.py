@@ -83,7 +83,7 @@ def test_nan_and_inf_propagate_as_in_eager(tiny_resnet, fast):
 
 
 def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
-    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'; valid backends are 'auto', 'triton', 'cpp-cpu', 'cpp-cuda', 'reference'"):
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'; valid backends are 'auto', 'triton', 'onednn', 'cpp-cpu', 'cpp-cuda', 'reference'"):
         fastresnet.optimize(tiny_resnet, backend="tensorrt")
 
 

@@ -10,12 +10,12 @@ from fastresnet.ops import SCHEMAS, kernel_missing
 
 def test_available_backends_lists_each_with_reasons():
     statuses = {s.name: s for s in fastresnet.available_backends("cpu")}
-    assert set(statuses) == {"reference", "cpp-cpu", "cpp-cuda", "triton"}
+    assert set(statuses) == {"reference", "onednn", "cpp-cpu", "cpp-cuda", "triton"}
     assert statuses["reference"].available and statuses["reference"].reasons == ()
     assert statuses["cpp-cpu"].available  # the CPU kernels; this machine (and CI's) runs their tiers
     assert statuses["cpp-cuda"].reasons == ("the CUDA C++ kernels take CUDA tensors, not cpu (on CPU: cpp-cpu)",)
     # Best first; the backends of other devices last.
-    assert [s.name for s in fastresnet.available_backends("cpu")] == ["cpp-cpu", "reference", "triton", "cpp-cuda"]
+    assert [s.name for s in fastresnet.available_backends("cpu")] == ["onednn", "cpp-cpu", "reference", "triton", "cpp-cuda"]
 
 
 def test_unsupported_device_type_is_explained():

@@ -66,7 +66,7 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     with tarfile.open(tmp_path / "logs.tar.gz") as tar:
         env_log = tar.extractfile("logs/env.log").read().decode()
         bench_log = tar.extractfile("logs/bench-float32-b1.log").read().decode()
-    assert "backend 'cuda-cpp' is not one of ['cpp-cpu', 'cpp-cuda', 'reference', 'triton']" in env_log
+    assert "backend 'cuda-cpp' is not one of ['cpp-cpu', 'cpp-cuda', 'onednn', 'reference', 'triton']" in env_log
     assert "unknown backend 'fastresnet-cuda-cpp'" in env_log and "unknown backend 'fastresnet-cuda-cpp'" in bench_log
     assert "- result: NOT OK" in (tmp_path / "summary.md").read_text()
 
