@@ -59,8 +59,9 @@ def optimize(
     dtype = _resolve_dtype(dtype, model)
     cpu_conv_choice.check_algorithm(conv_algorithm)
     chosen, notes = select_backend(backend, device, dtype)
-    if chosen.choice_note():
-        notes.append(chosen.choice_note())
+    note = chosen.choice_note()  # the C++ CPU kernels' raises if FASTRESNET_CPU_ISA was refused
+    if note:
+        notes.append(note)
     if chosen is not cpu_kernels_backend() and conv_algorithm != cpu_conv_choice.AUTO:
         notes.append(f"conv_algorithm={conv_algorithm!r} has no effect on {chosen.name}: it runs every conv direct")
     target = model if inplace else copy.deepcopy(model)

@@ -158,7 +158,8 @@ def _cpu_bf16_peak(repeats: int) -> tuple[float, str] | None:
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
     """(FLOP/s, a label for it); None where no figure is known. The label names the CPU tier
     the peak was measured at, so a "% of peak" is read against the right ceiling: in bfloat16,
-    the bf16 dot-product peak where the CPU has one (about 2x the fp32 FMA peak)."""
+    the bf16 dot-product peak where the CPU has one (its ratio to the fp32 FMA peak varies: half
+    of it measured on the Xeon in BENCHMARKS.md)."""
     if device.type == "cpu":
         bf16 = _cpu_bf16_peak(repeats=3) if dtype == torch.bfloat16 else None
         if bf16 is not None and _ext.cpu_features().get("amx_bf16"):

@@ -50,7 +50,7 @@ class FusedConv2d(OpHolder):
         self.in_channels, self.out_channels, self.kernel_size = in_channels, bias.shape[0], tuple(kernel_size)
         self.layout = weight_layouts.parse(weight_layout, "FusedConv2d")
         expected = (self.out_channels, in_channels // groups, *self.kernel_size)
-        got = checks.conv_weight_geometry("FusedConv2d", weight, bias, groups, weight_layout)
+        got = weight_layouts.geometry("FusedConv2d", self.layout, weight, bias, groups)
         if tuple(got) != expected:
             raise ValueError(
                 f"FusedConv2d: the weight laid out as {weight_layout!r} holds a conv of (C_out, C_in/groups, KH, KW) = "
