@@ -11,6 +11,7 @@ from torch import nn
 from . import cpu_conv_choice
 from .backends import cpu_kernels_backend, select_backend
 from .explain import INFO_ATTRIBUTE, OptimizationInfo
+from .nn.dtype_boundary import add_dtype_boundary
 from .rewrite import Rewriter
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -35,7 +36,9 @@ def optimize(
         backend: "auto" (the best that can run on the model's device, or the one named by
             FASTRESNET_BACKEND) or a name from ``available_backends()``.
         dtype: float32, float16 or bfloat16; default: the model's own floating dtype.
-            Folding is computed in float64 and cast once.
+            Folding is computed in float64 and cast once. In float16 or bfloat16 the model
+            still takes float32 input (converted once, on entry) and returns its output in
+            the input's dtype, so an fp32 pipeline switches with this argument alone.
         inplace: rewrite ``model`` itself; by default it is copied and left untouched.
         conv_algorithm: how the C++ CPU kernels may compute 3x3 stride-1 convs: "auto" (the
             fastest measured per layer: Winograd F(4x4) or F(2x2) where they pay, direct
@@ -68,6 +71,12 @@ def optimize(
     with torch.no_grad():
         optimized, fused, eager = Rewriter(target, chosen, dtype, device, conv_algorithm).run()
         optimized.to(dtype)
+    if dtype != torch.float32:
+        add_dtype_boundary(optimized)
+        notes.append(
+            f"input of another floating dtype (e.g. float32) is converted to {_dtype_name(dtype)} once, on entry; "
+            "the output comes back in the input's dtype"
+        )
     if not fused:
         warnings.warn(
             "fastresnet.optimize(): nothing in this model was recognised, so it runs eagerly; "
@@ -76,6 +85,10 @@ def optimize(
         )
     setattr(optimized, INFO_ATTRIBUTE, OptimizationInfo(chosen.name, dtype, device, fused, eager, notes))
     return optimized
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -93,6 +106,6 @@ def _resolve_dtype(dtype: torch.dtype | str | None, model: nn.Module) -> torch.d
         return floating[0] if floating and floating[0] in SUPPORTED_DTYPES else torch.float32
     resolved = DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved not in SUPPORTED_DTYPES:
-        valid = ", ".join(str(d).replace("torch.", "") for d in SUPPORTED_DTYPES)
+        valid = ", ".join(_dtype_name(d) for d in SUPPORTED_DTYPES)
         raise ValueError(f"unsupported dtype {dtype!r}; valid dtypes are {valid}")
     return resolved

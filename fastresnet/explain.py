@@ -49,9 +49,14 @@ class Explanation:
     def __str__(self) -> str:
         info = self.info
         lines = [
-            f"fastresnet: backend={info.backend}, dtype={str(info.dtype).replace('torch.', '')}, "
+            f"fastresnet: backend={info.backend}, dtype={_name(info.dtype)}, "
             f"device={info.device}; {len(info.fused)} fused ops, {len(info.eager)} modules left eager"
         ]
+        if info.dtype != torch.float32:
+            lines.append(
+                f"dtype: every layer below runs in {_name(info.dtype)}, the eager ones too (the model was cast); "
+                "the convs, pools and Linear accumulate in float32; nothing stays in float32"
+            )
         lines += [f"note: {note}" for note in info.notes]
         if info.fused:
             lines += ["", "Fused:"]
@@ -65,6 +70,10 @@ class Explanation:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -44,12 +44,6 @@ def test_bad_inputs_get_clear_errors(fast, x, error, message):
     assert "optimized model input (first fused layer 'conv1')" in str(info.value)
 
 
-def test_half_model_rejects_float_input(tiny_resnet):
-    fast = fastresnet.optimize(tiny_resnet, dtype=torch.float16)
-    with pytest.raises(TypeError, match="expected dtype torch.float16, got torch.float32"):
-        fast(torch.randn(1, 3, 32, 32))
-
-
 def test_batch_zero_returns_an_empty_output(fast):
     with torch.no_grad():
         out = fast(torch.empty(0, 3, 32, 32))
@@ -196,3 +190,46 @@ def test_save_and_load_a_whole_optimized_model(fast, tmp_path):
         assert torch.equal(loaded(x), fast(x))
     assert loaded.conv1.op is fast.conv1.op
     assert fastresnet.explain(loaded).info.backend == "cpp-cpu"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_reduced_dtype_model_takes_float32_and_answers_in_the_inputs_dtype(tiny_resnet, dtype):
+    backend = "auto" if dtype == torch.bfloat16 else "reference"
+    fast = fastresnet.optimize(tiny_resnet, dtype=dtype, backend=backend)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out32, out_reduced = fast(x), fast(x.to(dtype))
+    assert out32.dtype == torch.float32 and out_reduced.dtype == dtype
+    # One conversion on entry, the same computation after it.
+    assert torch.equal(out32, out_reduced.float())
+    assert tiny_resnet.conv1.weight.dtype == torch.float32  # the user's model untouched
+    assert "converted to" in " ".join(fastresnet.explain(fast).info.notes)
+    assert f"every layer below runs in {str(dtype).removeprefix('torch.')}" in str(fastresnet.explain(fast))
+
+
+def test_the_dtype_boundary_survives_pickling_and_copies_and_errors(tiny_resnet):
+    import io
+
+    from fastresnet.nn import dtype_boundary
+
+    fast = fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)
+    buffer = io.BytesIO()
+    torch.save(fast, buffer)
+    buffer.seek(0)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for clone in (torch.load(buffer, weights_only=False), copy.deepcopy(fast)):
+            assert clone(x).dtype == torch.float32 and torch.equal(clone(x), fast(x))
+        with pytest.raises(TypeError, match=r"takes a floating-point input \(float32, converted once, or bfloat16"):
+            fast(torch.ones(1, 3, 32, 32, dtype=torch.uint8))
+        with pytest.raises(ValueError, match="expected 3 input channels"):
+            fast(torch.randn(1, 4, 32, 32))
+    # A failed call leaves nothing behind for the next one.
+    assert id(fast) not in getattr(dtype_boundary._calls, "dtypes", {})
+
+
+def test_a_float32_model_has_no_dtype_boundary(tiny_resnet):
+    from fastresnet.nn.dtype_boundary import has_dtype_boundary
+
+    assert not has_dtype_boundary(fastresnet.optimize(tiny_resnet))
+    assert has_dtype_boundary(fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16))
