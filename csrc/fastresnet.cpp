@@ -68,6 +68,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           t["dtypes"] = f.dtypes;
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
+          t["bf16_conv"] = tier->bf16_conv;
           t["winograd4x4_max_channels"] = f.winograd4x4_max_channels;
           t["winograd2x2_max_channels"] = f.winograd2x2_max_channels;
           t["unsupported_reason"] = cpu::tier_unsupported_reason(*tier);
@@ -103,11 +104,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           l["tier"] = layout.tier != nullptr ? py::cast(std::string(layout.tier->name())) : py::none();
           l["algorithm"] = layout.algorithm();
           l["winograd_tile"] = layout.m != 0 ? py::cast(layout.m) : py::none();
+          l["dtype"] = layout.kind == cpu::WeightLayout::kLogical ? py::none() : py::cast(std::string(
+                           layout.dtype() == at::kBFloat16 ? "bfloat16" : "float32"));
+          l["pads_input_channel"] = layout.pad_in != 0;
           layouts.append(l);
         }
         return layouts;
       },
-      "Every weight layout of this build (csrc/cpu/layouts.h): name, tier, algorithm, winograd_tile.");
+      "Every weight layout of this build (csrc/cpu/layouts.h): name, tier, algorithm, winograd_tile, dtype "
+      "(None for the logical layout: any), pads_input_channel.");
   m.def(
       "conv_weight_geometry",
       [](const std::string& layout, std::vector<int64_t> sizes, int64_t out_c, int64_t groups) {

@@ -169,7 +169,8 @@ class CpuKernelsBackend(ExtensionBackend):
             )
         elif dtype is not None and str(dtype).removeprefix("torch.") not in runnable[0]["dtypes"].split():
             # runnable[0]: the tier auto takes (FASTRESNET_CPU_ISA may cap it; optimize() checks that)
-            reasons.append(f"the C++ CPU kernels take {runnable[0]['dtypes']}, not {str(dtype).removeprefix('torch.')}")
+            taken = " or ".join(runnable[0]["dtypes"].split())
+            reasons.append(f"the C++ CPU kernels take {taken}, not {str(dtype).removeprefix('torch.')}")
         return reasons
 
     def prepare_weight(
@@ -181,7 +182,9 @@ class CpuKernelsBackend(ExtensionBackend):
         algorithm: str = cpu_conv_choice.AUTO,
     ) -> tuple[torch.Tensor, str, str]:
         tier = active_cpu_tier()
-        layout, why = cpu_conv_choice.choose_layout(tuple(weight.shape), groups, stride, dilation, tier, algorithm)
+        layout, why = cpu_conv_choice.choose_layout(
+            tuple(weight.shape), groups, stride, dilation, tier, algorithm, weight.dtype
+        )
         return weight_layout.pack(weight, groups, layout), layout, why
 
     def choice_note(self) -> str:

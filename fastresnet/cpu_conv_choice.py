@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from . import _ext
 from .ops import weight_layout
 
@@ -45,12 +47,21 @@ def _channels(product: int) -> str:
 
 
 def choose_layout(
-    weight_shape: tuple, groups: int, stride: tuple[int, int], dilation: tuple[int, int], tier: dict, algorithm: str
+    weight_shape: tuple,
+    groups: int,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    tier: dict,
+    algorithm: str,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[str, str]:
     """(layout name, why) for a conv of logical weight shape (C_out, C_in/groups, KH, KW) on
-    ``tier`` (an entry of _ext.cpu_tiers()), as ``algorithm`` allows."""
+    ``tier`` (an entry of _ext.cpu_tiers()), as ``algorithm`` allows, in ``dtype``."""
     c_out, c_in, kh, kw = weight_shape
     product, name = c_out * c_in, tier["name"]
+    if dtype == torch.bfloat16:
+        why = f"direct: bfloat16 runs direct on {name}: {tier['bf16_conv']} (no bf16 Winograd yet)"
+        return weight_layout.for_tier(name, DIRECT, dtype, c_in), why
     if os.environ.get(ENV_WINOGRAD, "1") == "0":
         return weight_layout.for_tier(name, DIRECT), f"direct: {ENV_WINOGRAD}=0"
     if algorithm == DIRECT:

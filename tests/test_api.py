@@ -82,8 +82,10 @@ def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
 
 
 def test_unavailable_backend_raises_with_its_reasons(tiny_resnet):
-    with pytest.raises(RuntimeError, match=r"backend 'cpp-cpu' cannot run on cpu: the C\+\+ CPU kernels take float32, not bfloat16"):
-        fastresnet.optimize(tiny_resnet, backend="cpp-cpu", dtype=torch.bfloat16)
+    with pytest.raises(
+        RuntimeError, match=r"backend 'cpp-cpu' cannot run on cpu: the C\+\+ CPU kernels take float32 or bfloat16, not float16"
+    ):
+        fastresnet.optimize(tiny_resnet, backend="cpp-cpu", dtype=torch.float16)
     with pytest.raises(RuntimeError, match=r"backend 'cpp-cuda' cannot run on cpu: the CUDA C\+\+ kernels take CUDA tensors"):
         fastresnet.optimize(tiny_resnet, backend="cpp-cuda")
 
@@ -143,7 +145,7 @@ def test_environment_override_replaces_auto(tiny_resnet, monkeypatch):
     assert "backend chosen by FASTRESNET_BACKEND=reference" in fastresnet.explain(fast).info.notes
     monkeypatch.setenv("FASTRESNET_BACKEND", "cpp-cpu")
     with pytest.raises(RuntimeError, match="backend 'cpp-cpu' cannot run on cpu"):
-        fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)
+        fastresnet.optimize(tiny_resnet, dtype=torch.float16)
     # An explicit argument wins over the environment.
     assert fastresnet.optimize(tiny_resnet, backend="reference").conv1.backend == "reference"
     monkeypatch.setenv("FASTRESNET_BACKEND", "nope")

@@ -59,9 +59,9 @@ def test_bench_end_to_end(tmp_path):
 
 
 def test_an_unavailable_backend_is_reported_with_its_reason(tmp_path):
-    rows, report = run_bench(tmp_path, "--dtype", "bfloat16", "--backends", "eager,fastresnet-cpp-cpu")
+    rows, report = run_bench(tmp_path, "--dtype", "float16", "--backends", "eager,fastresnet-cpp-cpu")
     (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp-cpu"}
-    assert "the C++ CPU kernels take float32, not bfloat16" in unavailable
+    assert "the C++ CPU kernels take float32 or bfloat16, not float16" in unavailable
     assert "| fastresnet-cpp-cpu | unavailable |" in report
 
 
@@ -118,10 +118,10 @@ def test_default_candidates_are_everything_that_can_run():
     assert names[:6] == ["eager", "eager-channels-last", "torch-compile", "onnxruntime", "openvino", "fastresnet"]
     assert "fastresnet-triton" not in names  # the CPU interpreter is for tests, not for timing
     assert names[6:] == ["fastresnet-reference"]  # fastresnet itself is cpp-cpu, auto's choice
-    # In bfloat16 auto takes onednn on a CPU with AMX (the reference backend is then offered
-    # beside it), else the reference backend; cpp-cpu is not offered.
+    # In bfloat16 auto takes onednn on a CPU with AMX (the C++ CPU kernels are then offered
+    # beside it), else the C++ CPU kernels; the reference backend always.
     amx = bool(_ext.cpu_features()["amx_bf16"])
-    expected = ["fastresnet", "fastresnet-reference"] if amx else ["fastresnet"]
+    expected = ["fastresnet", "fastresnet-cpp-cpu", "fastresnet-reference"] if amx else ["fastresnet", "fastresnet-reference"]
     assert cli.default_candidates(torch.device("cpu"), torch.bfloat16)[5:] == expected
 
 

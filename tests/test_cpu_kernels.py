@@ -159,7 +159,7 @@ def test_threads_split_the_work_without_changing_the_answer(kind, cpu_tier):
 @pytest.mark.parametrize(
     "args,error,message",
     [
-        (lambda x, w, b: (x.half(), w, b), RuntimeError, "take float32, got a input of dtype Half"),
+        (lambda x, w, b: (x.half(), w, b), RuntimeError, "take float32 or bfloat16, got a input of dtype Half"),
         (lambda x, w, b: (x, w[..., :8].contiguous(), b), ValueError,
          r"laid out as 'avx2:blocked', \(groups=1, ceil\(C_out/groups/16\), KH, KW, C_in/groups, 16\) for C_out=8 .*got \[1, 1, 3, 3, 8, 8\]"),
         (lambda x, w, b: (x, w, torch.randn(20)), ValueError, r"laid out as 'avx2:blocked'.* for C_out=20"),  # the bias's length
@@ -175,7 +175,7 @@ def test_kernel_rejects_bad_arguments(args, error, message):
 
 def test_kernel_rejects_unknown_or_foreign_layouts():
     x, weight, bias, _, *rest = conv_args(CONV_CASES[1], channels_last=True)
-    with pytest.raises(ValueError, match="unknown weight layout 'avx2:tiled'; this build has 'oihw', 'avx512:blocked'"):
+    with pytest.raises(ValueError, match="unknown weight layout 'avx2:tiled'; this build has 'oihw', 'avx512bf16:blocked'"):
         OPS.conv2d_bias_act(x, weight, bias, None, *rest, "avx2:tiled")
     with pytest.raises(ValueError, match="unknown weight layout 'neon:blocked'"):
         OPS.conv2d_bias_act(x, weight, bias, None, *rest, "neon:blocked")
@@ -194,14 +194,15 @@ def test_fake_rejects_a_wrongly_packed_weight():
         fastresnet.ops.checks.check_conv2d_args("op", x, packed, bias, None, *rest, "blocked")
 
 
-def test_auto_picks_the_cpu_kernels_in_float32_only(tiny_resnet):
+def test_auto_picks_the_cpu_kernels_in_float32_and_they_take_bfloat16_too(tiny_resnet):
     info = fastresnet.explain(fastresnet.optimize(tiny_resnet)).info
     assert info.backend == "cpp-cpu"
     assert any(note.startswith(f"CPU kernels: the {_ext.cpu_isa()} tier") for note in info.notes)
     info = fastresnet.explain(fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16, backend="reference")).info
-    assert info.backend == "reference"  # where no AMX makes onednn the choice (tests/test_onednn.py)
-    reasons = BACKENDS["cpp-cpu"].not_supported_reasons(torch.device("cpu"), torch.bfloat16)
-    assert reasons == ["the C++ CPU kernels take float32, not bfloat16"]
+    assert info.backend == "reference"
+    assert BACKENDS["cpp-cpu"].not_supported_reasons(torch.device("cpu"), torch.bfloat16) == []
+    reasons = BACKENDS["cpp-cpu"].not_supported_reasons(torch.device("cpu"), torch.float16)
+    assert reasons == ["the C++ CPU kernels take float32 or bfloat16, not float16"]
 
 
 # -- the tier dispatch, with a faked CPU ---------------------------------------------------
@@ -273,8 +274,9 @@ info = fastresnet.explain(fastresnet.optimize(models["eager"])).info
 print("backend:", info.backend, info.notes)
 """, FASTRESNET_CPU_HIDE="avx2,avx512f")
     reason = (
-        "this CPU runs none of the C++ CPU kernel tiers: avx512: the avx512 kernels need avx512f fma; this CPU lacks "
-        "avx512f; avx2: the avx2 kernels need avx2 fma; this CPU lacks avx2"
+        "this CPU runs none of the C++ CPU kernel tiers: avx512bf16: the avx512bf16 kernels need avx512f avx512_bf16 "
+        "fma; this CPU lacks avx512f; avx512: the avx512 kernels need avx512f fma; this CPU lacks avx512f; avx2: the "
+        "avx2 kernels need avx2 fma; this CPU lacks avx2"
     )
     assert f"reasons: ('{reason}',)" in out
     assert f"backend: reference" in out and f"auto skipped cpp-cpu: {reason}" in out
@@ -297,10 +299,10 @@ except ValueError as error:
     lacking = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="avx512", FASTRESNET_CPU_HIDE="avx512f")
     assert (
         "FASTRESNET_CPU_ISA=avx512 asks for a tier this CPU cannot run: the avx512 kernels need avx512f fma; this "
-        "CPU lacks avx512f; this CPU runs avx2 (its flags: fma avx2)"
+        "CPU lacks avx512f; this CPU runs avx2 (its flags: avx512_bf16 fma avx2)"
     ) in lacking
     unknown = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="sse2")
-    assert "FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512, avx2, and this CPU runs" in unknown
+    assert "FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512bf16, avx512, avx2, and this CPU runs" in unknown
 
 
 def test_set_cpu_isa_switches_the_extension_and_refuses_unknown_tiers(tiny_resnet):
@@ -332,7 +334,7 @@ def test_the_real_cpu_check_agrees_with_this_machine():
 @NEEDS_AVX512
 def test_a_model_saved_on_one_tier_is_relaid_out_where_it_cannot_run(tiny_resnet, tmp_path):
     fast = fastresnet.optimize(tiny_resnet)
-    assert tiers_of(fast) == {"avx512"}
+    assert tiers_of(fast) == {_ext.cpu_isa()}
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = fast(x)

@@ -108,5 +108,5 @@ except RuntimeError as error:
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     reason = "this CPU has no AMX (amx_bf16), where oneDNN's bfloat16 convs pay"
-    assert "backend: reference" in result.stdout and f"auto skipped onednn: {reason}" in result.stdout
+    assert "backend: cpp-cpu" in result.stdout and f"auto skipped onednn: {reason}" in result.stdout
     assert f"backend 'onednn' cannot run on cpu: {reason}" in result.stdout

@@ -13,6 +13,10 @@
 // inner loop. The accumulators start at zero; bias, residual and ReLU are applied in
 // registers before the one store (see tile_kernel for why the bias comes last).
 //
+// The same code runs bfloat16 (T = Bf16): activations and weights in bf16, the reduction
+// taking its steps in pairs (see reduce_segment), accumulation and epilogue in fp32, one
+// rounding at the store; partial sums between flushes go to an fp32 scratch, not the output.
+//
 // Isa: using V (the vector type); kTileRows; kReductionChunk (reduction length between
 // partial stores); kL2Budget (bytes of weight panels kept hot while tiles stream by);
 // kWinogradTilesPerChunk (winograd_kernel.h). Everything is in an unnamed namespace: each
@@ -23,7 +27,9 @@
 // so these are no-ops there and the library's inline functions keep the generic target.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace fastresnet::cpu {
 namespace {
@@ -40,63 +46,100 @@ alignas(64) const float kZeros[kMaxChannelsPerGroup] = {};
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-template <class Isa>
+template <class Isa, class T>
 struct Segment {
-  const float* rows[Isa::kTileRows];  // where each pixel's input for this run starts
+  const T* rows[Isa::kTileRows];      // where each pixel's input for this run starts
   int64_t k0;                         // first reduction index (row of the weight panel)
   int64_t length;
   bool fold;                          // a partial sum of kFoldChunk steps ends with this run
 };
 
+template <class T>
 struct TileOutput {
-  float* out;             // the tile's first pixel, first channel of the block
-  const float* residual;  // same position in the residual, or null
-  const float* bias;      // the block's first channel, or null for zeros
+  T* out;                 // the tile's first pixel, first channel of the block
+  const T* residual;      // same position in the residual, or null
+  const T* bias;          // the block's first channel, or null for zeros
   int64_t stride;         // between pixels: out_c
+  float* partial;         // where partial sums go between flushes: `out` itself for fp32
+  int64_t partial_stride; // between pixels there
   int64_t channels;       // valid channels in this block, 1..block
   bool first, last, relu; // first: no partial sum stored yet (else add out's); last: bias, finish, store
   bool stream_weights;    // ConvPlan::stream_weights
 };
 
 // acc[r][v] += sum over the segment's reduction indices of input(r, k) * weight(k, v).
+// In fp32 each step broadcasts one input value per row against the block's two weight
+// vectors. In bf16 each step takes two indices, k and k + 1, adjacent in the input and
+// paired in the weight (ConvTensorsOf): by VDPBF16PS where the vector type has it
+// (V::dot_pairs: two products per lane into fp32), else widened in registers: the pairs'
+// low halves (index k) and then their high halves (k + 1), each an exact fp32, through FMAs.
 // Prefetch: also request the panel kPrefetchBytes ahead of the loads, for panels that
 // stream through the tile once from memory and measured faster with it (see plan_conv;
 // why the hardware prefetcher falls behind there was not measured).
-template <class Isa, int Rows, int Vectors, bool Prefetch>
-void reduce_segment(const Segment<Isa>& seg, const float* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
+template <class Isa, class T, int Rows, int Vectors, bool Prefetch>
+void reduce_segment(const Segment<Isa, T>& seg, const T* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
   using V = typename Isa::V;
+  using Reg = typename V::Reg;
   constexpr int64_t kBlock = 2 * V::kLanes;
+  constexpr int64_t kStep = std::is_same_v<T, Bf16> ? 2 : 1;  // reduction indices per step
   constexpr int64_t kPrefetchBytes = 3072, kLine = 64;
-  const float* a[Rows];
+  const T* a[Rows];
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r) a[r] = seg.rows[r];
-  const float* w = panel + seg.k0 * kBlock;
-  for (int64_t k = 0; k < seg.length; ++k, w += kBlock) {
+  const T* w = panel + seg.k0 * kBlock;
+  for (int64_t k = 0; k < seg.length; k += kStep, w += kStep * kBlock) {
     if constexpr (Prefetch) {
 #pragma GCC unroll 4
-      for (int64_t byte = 0; byte < kBlock * static_cast<int64_t>(sizeof(float)); byte += kLine)
+      for (int64_t byte = 0; byte < kStep * kBlock * static_cast<int64_t>(sizeof(T)); byte += kLine)
         __builtin_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + byte, 0, 3);
     }
-    typename V::Reg wv[Vectors];
+    Reg wv[Vectors];
+    if constexpr (kStep == 1) {
 #pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) wv[v] = V::load(w + V::kLanes * v);
+      for (int v = 0; v < Vectors; ++v) wv[v] = V::load(w + V::kLanes * v);
 #pragma GCC unroll 16
-    for (int r = 0; r < Rows; ++r) {
-      const typename V::Reg x = V::broadcast(a[r] + k);
+      for (int r = 0; r < Rows; ++r) {
+        const Reg x = V::broadcast(a[r] + k);
 #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
+      }
+    } else if constexpr (requires(Reg r) { V::dot_pairs(r, r, r); }) {
+#pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) wv[v] = V::load_pairs(w + kStep * V::kLanes * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < Rows; ++r) {
+        const Reg x = V::broadcast_pair(a[r] + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = V::dot_pairs(acc[r][v], x, wv[v]);
+      }
+    } else {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+#pragma GCC unroll 8
+        for (int v = 0; v < Vectors; ++v) {
+          const Reg pairs = V::load_pairs(w + kStep * V::kLanes * v);
+          wv[v] = half == 0 ? V::low_of_pairs(pairs) : V::high_of_pairs(pairs);
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < Rows; ++r) {
+          const Reg pair = V::broadcast_pair(a[r] + k);
+          const Reg x = half == 0 ? V::low_of_pairs(pair) : V::high_of_pairs(pair);
+#pragma GCC unroll 8
+          for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
+        }
+      }
     }
   }
 }
 
-template <class Isa, int Rows, int Vectors>
-void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, const TileOutput& io) {
+template <class Isa, class T, int Rows, int Vectors>
+void tile_kernel(const Segment<Isa, T>* segments, int count, const T* panel, const TileOutput<T>& io) {
   using V = typename Isa::V;
   const bool full = io.channels == Vectors * V::kLanes;
   typename V::Mask mask[Vectors];
 #pragma GCC unroll 8
   for (int v = 0; v < Vectors; ++v) mask[v] = V::first_lanes(io.channels - V::kLanes * v);
-  auto load = [&](const float* p, int v) { return full ? V::load(p) : V::load(p, mask[v]); };
+  auto load = [&](const auto* p, int v) { return full ? V::load(p) : V::load(p, mask[v]); };
 
   // The epilogue's residual and output lines, requested now so that they arrive while the
   // reduction runs: where the reduction is short and the map is larger than the caches
@@ -130,9 +173,9 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
 
   for (int s = 0; s < count; ++s) {
     if (io.stream_weights) {
-      reduce_segment<Isa, Rows, Vectors, true>(segments[s], panel, acc);
+      reduce_segment<Isa, T, Rows, Vectors, true>(segments[s], panel, acc);
     } else {
-      reduce_segment<Isa, Rows, Vectors, false>(segments[s], panel, acc);
+      reduce_segment<Isa, T, Rows, Vectors, false>(segments[s], panel, acc);
     }
     if (segments[s].fold && s + 1 < count) {
 #pragma GCC unroll 16
@@ -156,7 +199,8 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
 #pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = V::add(load(io.out + r * io.stride + V::kLanes * v, v), acc[r][v]);
+      for (int v = 0; v < Vectors; ++v)
+        acc[r][v] = V::add(load(io.partial + r * io.partial_stride + V::kLanes * v, v), acc[r][v]);
   }
   if (io.last) {
     if (io.bias != nullptr) {
@@ -181,33 +225,41 @@ void tile_kernel(const Segment<Isa>* segments, int count, const float* panel, co
         for (int v = 0; v < Vectors; ++v) acc[r][v] = V::relu(acc[r][v]);
     }
   }
+  // The result in the output's type; a partial sum in fp32 (the output itself for fp32).
+  auto store_all = [&](auto* to, int64_t stride) {
 #pragma GCC unroll 16
-  for (int r = 0; r < Rows; ++r) {
+    for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) {
-      float* p = io.out + r * io.stride + V::kLanes * v;
-      if (full) {
-        V::store(p, acc[r][v]);
-      } else {
-        V::store(p, acc[r][v], mask[v]);
+      for (int v = 0; v < Vectors; ++v) {
+        auto* p = to + r * stride + V::kLanes * v;
+        if (full) {
+          V::store(p, acc[r][v]);
+        } else {
+          V::store(p, acc[r][v], mask[v]);
+        }
       }
     }
+  };
+  if (io.last) {
+    store_all(io.out, io.stride);
+  } else {
+    store_all(io.partial, io.partial_stride);
   }
 }
 
-template <class Isa>
-using TileFn = void (*)(const Segment<Isa>*, int, const float*, const TileOutput&);
+template <class Isa, class T>
+using TileFn = void (*)(const Segment<Isa, T>*, int, const T*, const TileOutput<T>&);
 
-// tile_kernel<Isa, rows, vectors> for rows in 1..kTileRows, vectors in 1..2.
-template <class Isa, int... Rows>
-TileFn<Isa> select_tile_fn_from(int rows, int vectors, std::integer_sequence<int, Rows...>) {
-  static const TileFn<Isa> table[][2] = {{&tile_kernel<Isa, Rows + 1, 1>, &tile_kernel<Isa, Rows + 1, 2>}...};
+// tile_kernel<Isa, T, rows, vectors> for rows in 1..kTileRows, vectors in 1..2.
+template <class Isa, class T, int... Rows>
+TileFn<Isa, T> select_tile_fn_from(int rows, int vectors, std::integer_sequence<int, Rows...>) {
+  static const TileFn<Isa, T> table[][2] = {{&tile_kernel<Isa, T, Rows + 1, 1>, &tile_kernel<Isa, T, Rows + 1, 2>}...};
   return table[rows - 1][vectors - 1];
 }
 
-template <class Isa>
-TileFn<Isa> select_tile_fn(int rows, int vectors) {
-  return select_tile_fn_from<Isa>(rows, vectors, std::make_integer_sequence<int, Isa::kTileRows>{});
+template <class Isa, class T>
+TileFn<Isa, T> select_tile_fn(int rows, int vectors) {
+  return select_tile_fn_from<Isa, T>(rows, vectors, std::make_integer_sequence<int, Isa::kTileRows>{});
 }
 
 // Walks output pixels in (batch, row, column) order without a division per pixel.
@@ -228,12 +280,13 @@ struct PixelCursor {
 };
 
 // Runs one pixel tile against weight blocks [block0, block1) of group g.
-template <class Isa>
+template <class Isa, class T>
 class TileRunner {
   static constexpr int kTileRows = Isa::kTileRows;
 
  public:
-  TileRunner(const ConvShape& s, const ConvTensors& t, bool stream) : s_(s), t_(t), stream_(stream) {
+  TileRunner(const ConvShape& s, const ConvTensorsOf<T>& t, bool stream, int64_t blocks_per_range)
+      : s_(s), t_(t), stream_(stream) {
     in_c_g_ = s.in_c_per_group();
     out_c_g_ = s.out_c_per_group();
     k_ = s.reduction();
@@ -241,11 +294,13 @@ class TileRunner {
     // One segment per kernel row needs the row's taps adjacent in memory: one group holding
     // every input channel, no horizontal dilation, and a zero row long enough to stand in.
     whole_rows_ = s.groups == 1 && s.dilation_w == 1 && s.kernel_w * s.in_c <= kMaxChannelsPerGroup;
+    // bf16 keeps its partial sums in fp32, here: a tile's outputs for each block of a range.
+    if constexpr (!std::is_same_v<T, float>) partial_.resize(blocks_per_range * kTileRows * s.block);
   }
 
   void run(int64_t g, int64_t block0, int64_t block1, int64_t m0, int rows, PixelCursor& cursor) {
     g_ = g, block0_ = block0, block1_ = block1, m0_ = m0, rows_ = rows;
-    const float* base[kTileRows];
+    const T* base[kTileRows];
     int64_t y0[kTileRows], x0[kTileRows];
     bool inside_w = true;
     for (int r = 0; r < rows; ++r, cursor.next()) {
@@ -257,14 +312,14 @@ class TileRunner {
     count_ = 0;
     pending_ = 0;
     first_ = true;
-    const float* starts[kTileRows];
+    const T* starts[kTileRows];
     for (int64_t kh = 0; kh < s_.kernel_h; ++kh) {
       if (whole_rows_ && inside_w) {
         bool any = false;
         for (int r = 0; r < rows; ++r) {
           const int64_t y = y0[r] + kh * s_.dilation_h;
           const bool valid = y >= 0 && y < s_.in_h;
-          starts[r] = valid ? base[r] + (y * s_.in_w + x0[r]) * s_.in_c : kZeros;
+          starts[r] = valid ? base[r] + (y * s_.in_w + x0[r]) * s_.in_c : zeros();
           any = any || valid;
         }
         if (any) append(starts, kh * s_.kernel_w * in_c_g_, s_.kernel_w * in_c_g_);
@@ -275,7 +330,7 @@ class TileRunner {
         for (int r = 0; r < rows; ++r) {
           const int64_t y = y0[r] + kh * s_.dilation_h, x = x0[r] + kw * s_.dilation_w;
           const bool valid = y >= 0 && y < s_.in_h && x >= 0 && x < s_.in_w;
-          starts[r] = valid ? base[r] + (y * s_.in_w + x) * s_.in_c : kZeros;
+          starts[r] = valid ? base[r] + (y * s_.in_w + x) * s_.in_c : zeros();
           any = any || valid;
         }
         if (any) append(starts, (kh * s_.kernel_w + kw) * in_c_g_, in_c_g_);
@@ -290,11 +345,13 @@ class TileRunner {
   // ends at every kFoldChunk-th index of a flush (tile_kernel folds its partial sums there);
   // a flush runs the tile against every block of the range, storing partial sums unless it
   // is the last.
-  void append(const float* const* starts, int64_t k0, int64_t length) {
+  static const T* zeros() { return reinterpret_cast<const T*>(kZeros); }  // zero bits: 0 in either type
+
+  void append(const T* const* starts, int64_t k0, int64_t length) {
     for (int64_t done = 0; done < length;) {
       const int64_t piece =
           std::min({length - done, Isa::kReductionChunk - pending_, kFoldChunk - pending_ % kFoldChunk});
-      Segment<Isa>& seg = segments_[count_];
+      Segment<Isa, T>& seg = segments_[count_];
       for (int r = 0; r < rows_; ++r) seg.rows[r] = starts[r] + done;
       seg.k0 = k0 + done;
       seg.length = piece;
@@ -309,8 +366,13 @@ class TileRunner {
     const int64_t block = s_.block;
     for (int64_t b = block0_; b < block1_; ++b) {
       const int64_t channel = g_ * out_c_g_ + b * block;
-      TileOutput io;
+      TileOutput<T> io;
       io.out = t_.output + m0_ * s_.out_c + channel;
+      if constexpr (std::is_same_v<T, float>) {
+        io.partial = io.out, io.partial_stride = s_.out_c;
+      } else {
+        io.partial = partial_.data() + (b - block0_) * kTileRows * block, io.partial_stride = block;
+      }
       io.residual = t_.residual != nullptr ? t_.residual + m0_ * s_.out_c + channel : nullptr;
       io.bias = t_.bias != nullptr ? t_.bias + channel : nullptr;
       io.stride = s_.out_c;
@@ -319,8 +381,8 @@ class TileRunner {
       io.last = last;
       io.relu = t_.relu;
       io.stream_weights = stream_;
-      const float* panel = t_.weight + (g_ * blocks_ + b) * k_ * block;
-      select_tile_fn<Isa>(rows_, io.channels > block / 2 ? 2 : 1)(segments_, count_, panel, io);
+      const T* panel = t_.weight + (g_ * blocks_ + b) * k_ * block;
+      select_tile_fn<Isa, T>(rows_, io.channels > block / 2 ? 2 : 1)(segments_, count_, panel, io);
     }
     count_ = 0;
     pending_ = 0;
@@ -328,7 +390,7 @@ class TileRunner {
   }
 
   const ConvShape& s_;
-  const ConvTensors& t_;
+  const ConvTensorsOf<T>& t_;
   int64_t in_c_g_, out_c_g_, k_, blocks_;
   bool whole_rows_;
   bool stream_;
@@ -336,17 +398,18 @@ class TileRunner {
   int rows_ = 0, count_ = 0;
   int64_t pending_ = 0;  // reduction length gathered since the last flush
   bool first_ = true;
-  Segment<Isa> segments_[kMaxSegments];
+  Segment<Isa, T> segments_[kMaxSegments];
+  std::vector<float> partial_;  // bf16 only
 };
 
-template <class Isa>
+template <class Isa, class T>
 ConvPlan plan_conv(const ConvShape& s, int threads) {
   const int64_t workers = std::max(threads, 1);
   ConvPlan p;
   p.tiles = ceil_div(s.pixels(), Isa::kTileRows);
   // The fewest ranges of blocks whose weight panels fit the L2 budget, all of one size.
   const int64_t blocks = s.blocks_per_group();
-  const int64_t panel_bytes = s.reduction() * s.block * static_cast<int64_t>(sizeof(float));
+  const int64_t panel_bytes = s.reduction() * s.block * static_cast<int64_t>(sizeof(T));
   p.ranges = std::clamp<int64_t>(ceil_div(blocks * panel_bytes, Isa::kL2Budget), 1, blocks);
   while (blocks % p.ranges != 0) ++p.ranges;
   p.blocks_per_range = blocks / p.ranges;
@@ -365,9 +428,9 @@ ConvPlan plan_conv(const ConvShape& s, int threads) {
   return p;
 }
 
-template <class Isa>
-void run_conv(const ConvShape& s, const ConvTensors& t, const ConvPlan& p, int64_t begin, int64_t end) {
-  TileRunner<Isa> runner(s, t, p.stream_weights);
+template <class Isa, class T>
+void run_conv(const ConvShape& s, const ConvTensorsOf<T>& t, const ConvPlan& p, int64_t begin, int64_t end) {
+  TileRunner<Isa, T> runner(s, t, p.stream_weights, p.blocks_per_range);
   const int64_t pixels = s.pixels();
   for (int64_t item = begin; item < end; ++item) {
     const int64_t chunk = item % p.chunks, range = (item / p.chunks) % p.ranges, g = item / (p.chunks * p.ranges);

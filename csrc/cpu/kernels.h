@@ -24,14 +24,29 @@ struct ConvShape {
   int64_t pixels() const { return batch * out_h * out_w; }
 };
 
-struct ConvTensors {
-  const float* input;     // (batch, in_h, in_w, in_c)
-  const float* weight;    // (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, block)
-  const float* bias;      // (out_c,), or null for none
-  const float* residual;  // (batch, out_h, out_w, out_c), or null
-  float* output;          // (batch, out_h, out_w, out_c)
+// A bfloat16 value: the high half of a float32's bits (its own type, so that the vector
+// types' loads and stores overload on it). Kernels read bf16 widened to fp32 (exact) and
+// store fp32 results rounded once, to nearest even, NaN kept (bf16.h).
+struct Bf16 {
+  uint16_t bits;
+};
+
+// T: the activations' element type (float or Bf16); the weight and bias are of the same.
+// A float32 weight is (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, block);
+// a bf16 one pairs its reduction steps, (..., in_c/groups / 2, block, 2): for each pair of
+// steps, every output channel's two values side by side, as VDPBF16PS (and AMX's B tiles)
+// read them.
+template <class T>
+struct ConvTensorsOf {
+  const T* input;     // (batch, in_h, in_w, in_c)
+  const T* weight;
+  const T* bias;      // (out_c,), or null for none
+  const T* residual;  // (batch, out_h, out_w, out_c), or null
+  T* output;          // (batch, out_h, out_w, out_c)
   bool relu;
 };
+using ConvTensors = ConvTensorsOf<float>;
+using ConvTensorsBf16 = ConvTensorsOf<Bf16>;
 
 // How the work is split: items are (group, range of weight blocks, chunk of pixel tiles),
 // independent of each other, so any thread can take any item.
@@ -103,6 +118,7 @@ struct CpuTier {
   TierFacts facts;
   int64_t lanes;  // fp32 lanes per vector
   int64_t block;  // output channels per weight block: two vectors
+  const char* bf16_conv;  // how its bf16 convs multiply, for explain()
 
   const char* name() const { return facts.name; }
 
@@ -122,6 +138,16 @@ struct CpuTier {
                           int64_t end);
   // output[i] = max(input[i] + residual[i], 0) for i in [begin, end), NaN kept.
   void (*add_relu)(const float* input, const float* residual, float* output, int64_t begin, int64_t end);
+  // The same five in bfloat16: fp32 arithmetic inside, each output rounded once. The conv's
+  // reduction takes its steps in pairs (in_c/groups even), by VDPBF16PS where the tier has
+  // it (TierFacts::bf16_dot_features), else each pair widened to fp32 in registers.
+  ConvPlan (*plan_conv_bf16)(const ConvShape& shape, int threads);
+  void (*run_conv_bf16)(const ConvShape& shape, const ConvTensorsBf16& tensors, const ConvPlan& plan, int64_t begin,
+                        int64_t end);
+  void (*max_pool_bf16)(const PoolShape& shape, const Bf16* input, Bf16* output, int64_t begin, int64_t end);
+  void (*global_avg_pool_bf16)(const Bf16* input, Bf16* output, int64_t pixels, int64_t channels, int64_t begin,
+                               int64_t end);
+  void (*add_relu_bf16)(const Bf16* input, const Bf16* residual, Bf16* output, int64_t begin, int64_t end);
   // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
   // depends on them all, so they cannot be optimised away.
   float (*fma_chains)(int64_t iterations);

@@ -36,12 +36,15 @@ std::string WeightLayout::algorithm() const {
 
 const std::vector<WeightLayout>& weight_layouts() {
   static const std::vector<WeightLayout> layouts = [] {
-    std::vector<WeightLayout> all{{kLogicalLayout, WeightLayout::kLogical, nullptr, 0}};
+    std::vector<WeightLayout> all{{kLogicalLayout, WeightLayout::kLogical, nullptr, 0, 0}};
     for (const CpuTier* tier : compiled_tiers()) {
       const std::string prefix = std::string(tier->name()) + ":";
-      all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0});
-      all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2});
-      all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4});
+      all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0, 0});
+      all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2, 0});
+      all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4, 0});
+      if ((" " + std::string(tier->facts.dtypes) + " ").find(" bfloat16 ") == std::string::npos) continue;
+      all.push_back({prefix + "blocked-bf16", WeightLayout::kBlockedBf16, tier, 0, 0});
+      all.push_back({prefix + "blocked-bf16-padded", WeightLayout::kBlockedBf16, tier, 0, 1});
     }
     return all;
   }();
@@ -60,6 +63,11 @@ const WeightLayout& find_layout(const std::string& name, const char* op) {
 const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorithm) {
   const std::string kind = algorithm == "direct" ? "blocked" : algorithm;
   return find_layout(std::string(tier.name()) + ":" + kind, "tier_layout");
+}
+
+const WeightLayout& tier_layout_bf16(const CpuTier& tier, int64_t in_c_per_group) {
+  const char* kind = in_c_per_group % 2 == 0 ? ":blocked-bf16" : ":blocked-bf16-padded";
+  return find_layout(std::string(tier.name()) + kind, "tier_layout_bf16");
 }
 
 bool winograd_fits(const CpuTier& tier, int64_t out_c, int64_t in_c, int64_t kernel_h, int64_t kernel_w,
@@ -94,6 +102,16 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
                         " (the bias's length); got ", s);
       return {out_c, s[4], s[2], s[3]};
     }
+    case WeightLayout::kBlockedBf16: {
+      const int64_t block = layout.tier->block;
+      const bool ok = groups >= 1 && out_c % groups == 0 && s.size() == 7 && s[0] == groups &&
+                      s[1] == ceil_div(out_c / groups, block) && s[5] == block && s[6] == 2 &&
+                      2 * s[4] - layout.pad_in >= 1;
+      TORCH_CHECK_VALUE(ok, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
+                        ", ceil(C_out/groups/", block, "), KH, KW, (C_in/groups", layout.pad_in ? " + 1" : "",
+                        ") / 2, ", block, ", 2) for C_out=", out_c, " (the bias's length); got ", s);
+      return {out_c, 2 * s[4] - layout.pad_in, s[2], s[3]};
+    }
   }
   TORCH_CHECK(false, op, ": unhandled layout kind");
 }
@@ -114,6 +132,17 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
       // (G, NB, B, C_in/G, KH, KW) -> (G, NB, KH, KW, C_in/G, B): a block's reduction axis in
       // NHWC order (kernel row, kernel column, channel), B output channels side by side.
       return w.reshape({groups, blocks, block, in_c_g, kh, kw}).permute({0, 1, 4, 5, 3, 2}).contiguous();
+    }
+    case WeightLayout::kBlockedBf16: {
+      const int64_t block = layout.tier->block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
+      const int64_t in_c_padded = in_c_g + layout.pad_in;
+      TORCH_CHECK_VALUE(in_c_padded % 2 == 0, op, ": layout '", layout.name, "' is for ",
+                        layout.pad_in ? "odd" : "even", " C_in/groups, got ", in_c_g);
+      at::Tensor w = weight.to(at::kBFloat16).reshape({groups, out_c_g, in_c_g, kh, kw});
+      w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, layout.pad_in, 0, blocks * block - out_c_g});  // zeros
+      // (G, NB, B, C, KH, KW) -> (G, NB, KH, KW, C/2, B, 2): as "blocked", each pair of
+      // consecutive reduction steps (channels c, c + 1) side by side per output channel.
+      return w.reshape({groups, blocks, block, in_c_padded / 2, 2, kh, kw}).permute({0, 1, 5, 6, 3, 2, 4}).contiguous();
     }
     case WeightLayout::kWinograd: {
       const int64_t block = layout.tier->block, t = layout.m + 2;
@@ -140,6 +169,14 @@ at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, i
       const at::Tensor w = packed.permute({0, 1, 5, 4, 2, 3}).reshape({groups, blocks * block, in_c_g, geometry[2],
                                                                         geometry[3]});
       return w.slice(1, 0, out_c / groups).reshape({out_c, in_c_g, geometry[2], geometry[3]}).contiguous();
+    }
+    case WeightLayout::kBlockedBf16: {
+      const int64_t blocks = packed.size(1), block = packed.size(5), pairs = packed.size(4);
+      // (G, NB, KH, KW, C/2, B, 2) -> (G, NB, B, C/2, 2, KH, KW) -> (G, NB * B, C, KH, KW)
+      const at::Tensor w = packed.permute({0, 1, 5, 4, 6, 2, 3}).reshape({groups, blocks * block, 2 * pairs,
+                                                                           geometry[2], geometry[3]});
+      return w.slice(1, 0, out_c / groups).slice(2, 0, geometry[1]).reshape({out_c, geometry[1], geometry[2],
+                                                                             geometry[3]}).contiguous();
     }
     case WeightLayout::kWinograd: {
       const int64_t t = layout.m + 2, in_c = geometry[1];

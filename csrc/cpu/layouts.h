@@ -7,7 +7,12 @@
 //   "<tier>:blocked"      the direct conv's: (groups, ceil(C_out/groups/B), KH, KW,
 //                         C_in/groups, B), B = the tier's block, output channels zero-padded;
 //   "<tier>:winograd2x2"  U = G g G^T of F(2x2, 3x3), in float64 then cast: (4, 4, C_out/B, C_in, B);
-//   "<tier>:winograd4x4"  the same for F(4x4, 3x3): (6, 6, C_out/B, C_in, B).
+//   "<tier>:winograd4x4"  the same for F(4x4, 3x3): (6, 6, C_out/B, C_in, B);
+//   "<tier>:blocked-bf16" the direct conv's in bfloat16, for tiers that take it: the blocked
+//                         layout with the reduction's steps paired, (groups, ceil(C_out/groups/B),
+//                         KH, KW, C_in/groups / 2, B, 2), rounded once from the float64 fold;
+//   "<tier>:blocked-bf16-padded"  the same for odd C_in/groups, with one zero input channel
+//                         appended per group (the op appends one to the input too).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,11 +28,16 @@ namespace fastresnet::cpu {
 constexpr const char* kLogicalLayout = "oihw";
 
 struct WeightLayout {
-  enum Kind { kLogical, kBlocked, kWinograd };
+  enum Kind { kLogical, kBlocked, kWinograd, kBlockedBf16 };
   std::string name;
   Kind kind;
   const CpuTier* tier;  // the kernels that read it; null for the logical layout
   int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
+  int64_t pad_in;       // zero input channels appended per group: 1 for blocked-bf16-padded
+
+  // The activations (and weight) dtype its kernels take; kFloat for the logical layout,
+  // which takes either.
+  at::ScalarType dtype() const { return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat; }
 
   // "direct", "winograd F(2x2,3x3)" or "winograd F(4x4,3x3)".
   std::string algorithm() const;
@@ -39,8 +49,10 @@ const std::vector<WeightLayout>& weight_layouts();
 // The layout called `name`; throws c10::ValueError listing the known names if there is none.
 const WeightLayout& find_layout(const std::string& name, const char* op);
 
-// The layout of `tier` for `algorithm` ("direct", "winograd2x2" or "winograd4x4").
+// The layout of `tier` for `algorithm` ("direct", "winograd2x2" or "winograd4x4") in float32,
+// or for a direct conv in bfloat16 with `in_c_per_group` input channels per group.
 const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorithm);
+const WeightLayout& tier_layout_bf16(const CpuTier& tier, int64_t in_c_per_group);
 
 // Whether `tier`'s Winograd kernels take a (C_out, C_in, KH, KW) conv at all: 3x3, stride 1,
 // no dilation or groups, C_in in whole vectors and C_out in whole weight blocks.

@@ -2,7 +2,8 @@
 // fastresnet::cpp_* ops, whose schemas and fake implementations are defined in Python
 // (fastresnet/ops/schemas.py). Argument checks mirror fastresnet/ops/checks.py.
 //
-// The kernels work on NHWC (channels_last) fp32. Inside an optimized model every activation
+// The kernels work on NHWC (channels_last) fp32 or bf16 (Winograd: fp32 only). Inside an
+// optimized model every activation
 // already is NHWC (its first conv converts the input once) and conv weights arrive packed
 // once, by optimize(), in a layout named with the tier whose kernels read it (layouts.h);
 // other inputs are accepted and converted per call, which is correct but pays for the
@@ -14,6 +15,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "../op_shapes.h"
 #include "layouts.h"
@@ -44,8 +46,8 @@ const WeightLayout& runnable_layout(const std::string& name, const char* op) {
 // A packed weight in `layout`, checked against it; its geometry (C_out, C_in/groups, KH, KW).
 std::array<int64_t, 4> check_packed_weight(const at::Tensor& weight, const WeightLayout& layout, int64_t out_c,
                                            int64_t groups, const char* op) {
-  TORCH_CHECK(weight.is_contiguous() && weight.scalar_type() == at::kFloat && weight.device().is_cpu(), op,
-              ": expected a contiguous float32 CPU weight laid out as '", layout.name, "', got a ",
+  TORCH_CHECK(weight.is_contiguous() && weight.scalar_type() == layout.dtype() && weight.device().is_cpu(), op,
+              ": expected a contiguous ", layout.dtype(), " CPU weight laid out as '", layout.name, "', got a ",
               weight.is_contiguous() ? "contiguous " : "non-contiguous ", weight.scalar_type(), " weight on ",
               weight.device());
   return weight_geometry(layout, weight.sizes(), out_c, groups, op);
@@ -59,8 +61,24 @@ void check_activation(const at::Tensor& t, const char* op, const char* what) {
   TORCH_CHECK(t.dim() == 4, op, ": expected a 4-D ", what, " (N, C, H, W), got a ", t.dim(), "-D tensor of shape ",
               t.sizes());
   TORCH_CHECK(t.device().is_cpu(), op, ": expected a CPU ", what, ", got one on ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": the C++ CPU kernels take float32, got a ", what, " of dtype ",
-              t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16, op,
+              ": the C++ CPU kernels take float32 or bfloat16, got a ", what, " of dtype ", t.scalar_type());
+}
+
+bool is_bf16(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16; }
+
+template <class T>
+const T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, Bf16>) {
+    return reinterpret_cast<const Bf16*>(t.data_ptr<at::BFloat16>());
+  } else {
+    return t.data_ptr<float>();
+  }
+}
+
+template <class T>
+T* mutable_data(at::Tensor& t) {
+  return const_cast<T*>(data<T>(t));
 }
 
 at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
@@ -69,7 +87,7 @@ at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::Cha
 struct Output {
   at::Tensor result, nhwc;
   Output(at::IntArrayRef shape, const at::Tensor& like)
-      : result(empty_output(shape, output_format(like))),
+      : result(empty_output(shape, output_format(like), like.scalar_type())),
         nhwc(result.is_contiguous(at::MemoryFormat::ChannelsLast)
                  ? result
                  : at::empty(shape, like.options(), at::MemoryFormat::ChannelsLast)) {}
@@ -84,8 +102,9 @@ std::optional<at::Tensor> nhwc_residual(const std::optional<at::Tensor>& residua
                                         const char* op) {
   if (!residual.has_value()) return std::nullopt;
   check_activation(*residual, op, "residual");
-  TORCH_CHECK(residual->sizes() == out.sizes(), op, ": expected a residual of the output's shape ", out.sizes(),
-              ", got ", residual->sizes());
+  TORCH_CHECK(residual->sizes() == out.sizes() && residual->scalar_type() == out.scalar_type(), op,
+              ": expected a residual of the output's shape ", out.sizes(), " and dtype ", out.scalar_type(),
+              ", got ", residual->sizes(), " ", residual->scalar_type());
   return nhwc(*residual);
 }
 
@@ -94,6 +113,8 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
                          const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
                          at::IntArrayRef dilation, int64_t groups, bool relu, const WeightLayout& layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act (Winograd)";
+  TORCH_CHECK(input.scalar_type() == at::kFloat, op, ": a Winograd weight is for float32 activations, got ",
+              input.scalar_type());
   const CpuTier& tier = *layout.tier;
   const int64_t out_c = bias.size(0), block = tier.block;
   const int64_t in_c = check_packed_weight(weight, layout, out_c, groups, op)[1];
@@ -118,14 +139,37 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
   return out.finish();
 }
 
+// The input with one zero channel appended to each group, for a bf16 weight laid out with it
+// (odd C_in/groups: the paired reduction steps need an even count). NHWC.
+at::Tensor append_zero_channel(const at::Tensor& x, int64_t groups) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const at::Tensor padded = at::constant_pad_nd(x.permute({0, 2, 3, 1}).reshape({n, h, w, groups, c / groups}), {0, 1});
+  return padded.reshape({n, h, w, c + groups}).permute({0, 3, 1, 2});
+}
+
+template <class T>
+void run_direct(const CpuTier& tier, const ConvShape& s, const at::Tensor& x, const at::Tensor& weight,
+                const at::Tensor& bias, const std::optional<at::Tensor>& residual, at::Tensor& out, bool relu) {
+  const ConvTensorsOf<T> t{data<T>(x), data<T>(weight), data<T>(bias), residual ? data<T>(*residual) : nullptr,
+                           mutable_data<T>(out), relu};
+  if constexpr (std::is_same_v<T, Bf16>) {
+    const ConvPlan plan = tier.plan_conv_bf16(s, at::get_num_threads());
+    at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_conv_bf16(s, t, plan, begin, end); });
+  } else {
+    const ConvPlan plan = tier.plan_conv(s, at::get_num_threads());
+    at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_conv(s, t, plan, begin, end); });
+  }
+}
+
 at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg, const at::Tensor& bias,
                            const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
                            at::IntArrayRef dilation, int64_t groups, bool relu, c10::string_view weight_layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act";
   const WeightLayout& layout = runnable_layout(std::string(weight_layout), op);
   check_activation(input, op, "input");
-  TORCH_CHECK(bias.dim() == 1 && bias.scalar_type() == at::kFloat && bias.device().is_cpu(), op,
-              ": expected a float32 CPU bias of shape (C_out,), got ", bias.scalar_type(), " of shape ", bias.sizes());
+  TORCH_CHECK(bias.dim() == 1 && bias.scalar_type() == input.scalar_type() && bias.device().is_cpu(), op,
+              ": expected a ", input.scalar_type(), " CPU bias of shape (C_out,) (the input's dtype), got ",
+              bias.scalar_type(), " of shape ", bias.sizes());
   const int64_t out_c = bias.size(0);
   TORCH_CHECK(groups >= 1 && out_c % groups == 0, op, ": groups=", groups, " must divide C_out=", out_c);
   if (layout.kind == WeightLayout::kWinograd) {
@@ -138,7 +182,13 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
     TORCH_CHECK_VALUE(geometry[0] == out_c, op, ": expected a weight (C_out, C_in/groups, KH, KW) with C_out=", out_c,
                       " (the bias's length), got shape ", weight_arg.sizes());
   }
-  const WeightLayout& blocked = logical ? tier_layout(runnable_active_tier(op), "direct") : layout;
+  const bool bf16 = is_bf16(input);
+  const CpuTier* active = logical ? &runnable_active_tier(op) : nullptr;
+  const WeightLayout& blocked = !logical ? layout
+                                : bf16   ? tier_layout_bf16(*active, weight_arg.size(1))
+                                         : tier_layout(*active, "direct");
+  TORCH_CHECK(blocked.dtype() == input.scalar_type(), op, ": the weight laid out as '", blocked.name, "' is for ",
+              blocked.dtype(), " activations, got a ", input.scalar_type(), " input");
   const at::Tensor weight = logical ? pack_weight(weight_arg, groups, blocked, op) : weight_arg;
   const CpuTier& tier = *blocked.tier;
   const int64_t block = tier.block;
@@ -150,7 +200,8 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
               ": stride, padding and dilation take two values each");
   ConvShape s{};
-  s.batch = input.size(0), s.in_c = input.size(1), s.in_h = input.size(2), s.in_w = input.size(3);
+  s.batch = input.size(0), s.in_c = input.size(1) + groups * blocked.pad_in, s.in_h = input.size(2),
+  s.in_w = input.size(3);
   s.kernel_h = weight.size(2), s.kernel_w = weight.size(3);
   s.stride_h = stride[0], s.stride_w = stride[1], s.pad_h = padding[0], s.pad_w = padding[1];
   s.dilation_h = dilation[0], s.dilation_w = dilation[1], s.groups = groups, s.out_c = out_c;
@@ -163,15 +214,16 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
 
-  const at::Tensor x = nhwc(input);
+  const at::Tensor x = blocked.pad_in ? append_zero_channel(nhwc(input), groups) : nhwc(input);
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
   const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
   if (s.pixels() == 0 || s.out_c == 0) return out.finish();
-  const ConvTensors t{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
-                      res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
-  const ConvPlan plan = tier.plan_conv(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_conv(s, t, plan, begin, end); });
+  if (bf16) {
+    run_direct<Bf16>(tier, s, x, weight, b, res, out.nhwc, relu);
+  } else {
+    run_direct<float>(tier, s, x, weight, b, res, out.nhwc, relu);
+  }
   return out.finish();
 }
 
@@ -180,14 +232,19 @@ at::Tensor add_relu_op(const at::Tensor& input, const at::Tensor& residual) {
   const CpuTier& tier = runnable_active_tier(op);
   check_activation(input, op, "input");
   check_activation(residual, op, "residual");
-  TORCH_CHECK(residual.sizes() == input.sizes(), op, ": expected a residual of the input's shape ", input.sizes(),
-              ", got ", residual.sizes());
+  TORCH_CHECK(residual.sizes() == input.sizes() && residual.scalar_type() == input.scalar_type(), op,
+              ": expected a residual of the input's shape ", input.sizes(), " and dtype ", input.scalar_type(),
+              ", got ", residual.sizes(), " ", residual.scalar_type());
   const at::MemoryFormat format = output_format(input);
   const at::Tensor x = input.contiguous(format), r = residual.contiguous(format);
-  at::Tensor out = empty_output(x.sizes(), format);
-  const float *xp = x.data_ptr<float>(), *rp = r.data_ptr<float>();
-  float* op_ = out.data_ptr<float>();
-  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) { tier.add_relu(xp, rp, op_, begin, end); });
+  at::Tensor out = empty_output(x.sizes(), format, x.scalar_type());
+  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    if (is_bf16(x)) {
+      tier.add_relu_bf16(data<Bf16>(x), data<Bf16>(r), mutable_data<Bf16>(out), begin, end);
+    } else {
+      tier.add_relu(data<float>(x), data<float>(r), mutable_data<float>(out), begin, end);
+    }
+  });
   return out;
 }
 
@@ -212,10 +269,13 @@ at::Tensor max_pool2d_op(const at::Tensor& input, at::IntArrayRef kernel_size, a
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
   const at::Tensor x = nhwc(input);
   Output out({s.batch, s.channels, s.out_h, s.out_w}, input);
-  const float* xp = x.data_ptr<float>();
-  float* yp = out.nhwc.data_ptr<float>();
-  at::parallel_for(0, s.batch * s.out_h * s.out_w, 16,
-                   [&](int64_t begin, int64_t end) { tier.max_pool(s, xp, yp, begin, end); });
+  at::parallel_for(0, s.batch * s.out_h * s.out_w, 16, [&](int64_t begin, int64_t end) {
+    if (is_bf16(x)) {
+      tier.max_pool_bf16(s, data<Bf16>(x), mutable_data<Bf16>(out.nhwc), begin, end);
+    } else {
+      tier.max_pool(s, data<float>(x), mutable_data<float>(out.nhwc), begin, end);
+    }
+  });
   return out.finish();
 }
 
@@ -227,11 +287,13 @@ at::Tensor global_avg_pool_op(const at::Tensor& input) {
               input.sizes());
   const at::Tensor x = nhwc(input);
   at::Tensor out = at::empty({input.size(0), input.size(1)}, input.options());
-  const float* xp = x.data_ptr<float>();
-  float* yp = out.data_ptr<float>();
   const int64_t pixels = input.size(2) * input.size(3), channels = input.size(1);
   at::parallel_for(0, input.size(0), 1, [&](int64_t begin, int64_t end) {
-    tier.global_avg_pool(xp, yp, pixels, channels, begin, end);
+    if (is_bf16(x)) {
+      tier.global_avg_pool_bf16(data<Bf16>(x), mutable_data<Bf16>(out), pixels, channels, begin, end);
+    } else {
+      tier.global_avg_pool(data<float>(x), mutable_data<float>(out), pixels, channels, begin, end);
+    }
   });
   return out;
 }

@@ -89,8 +89,8 @@ void OutputCache::give_back(void* block) { cache().keep(block); }
 
 }  // namespace
 
-at::Tensor empty_output(at::IntArrayRef sizes, at::MemoryFormat format) {
-  return at::detail::empty_generic(sizes, &cache(), c10::DispatchKeySet(c10::DispatchKey::CPU), at::kFloat, format);
+at::Tensor empty_output(at::IntArrayRef sizes, at::MemoryFormat format, at::ScalarType dtype) {
+  return at::detail::empty_generic(sizes, &cache(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype, format);
 }
 
 size_t cached_output_bytes() { return cache().cached(); }

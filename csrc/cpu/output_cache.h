@@ -17,8 +17,8 @@ namespace fastresnet::cpu {
 
 constexpr size_t kMaxCachedBytes = size_t(512) << 20;
 
-// An uninitialised float32 CPU tensor in `format`, its memory from the cache.
-at::Tensor empty_output(at::IntArrayRef sizes, at::MemoryFormat format);
+// An uninitialised CPU tensor in `format`, its memory from the cache.
+at::Tensor empty_output(at::IntArrayRef sizes, at::MemoryFormat format, at::ScalarType dtype);
 
 // Bytes held in the cache now (blocks of freed outputs waiting for reuse).
 size_t cached_output_bytes();

@@ -1,12 +1,15 @@
-// Pooling and add + ReLU over NHWC fp32 activations, written once against a vector type and
-// compiled per tier: channels are contiguous, so every window tap is a run of vector loads;
-// channels past the last whole vector take the masked tail.
+// Pooling and add + ReLU over NHWC activations, written once against a vector type and
+// compiled per tier, for fp32 and bf16 (T: float or Bf16; bf16 is widened to fp32 on load and
+// each result rounded once on store): channels are contiguous, so every window tap is a run
+// of vector loads; channels past the last whole vector take the masked tail.
 #pragma once
 
 // Standard headers this file uses. Each tier file includes them before its target pragma,
 // so these are no-ops there and the library's inline functions keep the generic target.
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 namespace fastresnet::cpu {
 namespace {
@@ -25,20 +28,20 @@ inline void for_each_tap(const PoolShape& s, int64_t y, int64_t x, Visit visit) 
   }
 }
 
-template <class V>
-void max_pool_nhwc(const PoolShape& s, const float* input, float* output, int64_t begin, int64_t end) {
+template <class V, class T>
+void max_pool_nhwc(const PoolShape& s, const T* input, T* output, int64_t begin, int64_t end) {
   const int64_t c = s.channels;
   const typename V::Mask tail = V::first_lanes(c % V::kLanes);
   const typename V::Reg lowest = V::set1(-std::numeric_limits<float>::infinity());
   for (int64_t m = begin; m < end; ++m) {
     const int64_t x = m % s.out_w, y = (m / s.out_w) % s.out_h, n = m / (s.out_w * s.out_h);
-    const float* image = input + n * s.in_h * s.in_w * c;
-    float* out = output + m * c;
+    const T* image = input + n * s.in_h * s.in_w * c;
+    T* out = output + m * c;
     for (int64_t ch = 0; ch < c; ch += V::kLanes) {
       const bool whole = ch + V::kLanes <= c;
       typename V::Reg best = lowest;
       for_each_tap(s, y, x, [&](int64_t pixel) {
-        const float* p = image + pixel * c + ch;
+        const T* p = image + pixel * c + ch;
         best = V::max_keep_nan(best, whole ? V::load(p) : V::load(p, tail));
       });
       if (whole) {
@@ -65,8 +68,8 @@ constexpr int kPoolVectors = 4;
 // blocks, and so on up, so every addition adds two sums of the same number of blocks
 // (pairwise summation, as torch's cascade sum); what is left held is added smallest first.
 // NaN and infinities propagate through the additions.
-template <class V, int Vectors, bool Masked>
-void sum_pixels(const float* at, int64_t pixels, int64_t stride, typename V::Mask tail,
+template <class V, int Vectors, bool Masked, class T>
+void sum_pixels(const T* at, int64_t pixels, int64_t stride, typename V::Mask tail,
                 typename V::Reg (&total)[Vectors]) {
   using Reg = typename V::Reg;
   static_assert(!Masked || Vectors == 1, "only a single vector takes the tail mask");
@@ -78,7 +81,7 @@ void sum_pixels(const float* at, int64_t pixels, int64_t stride, typename V::Mas
 #pragma GCC unroll 8
     for (int v = 0; v < Vectors; ++v) sum[v] = V::zero();
     for (int64_t p = p0; p < p1; ++p) {
-      const float* pixel = at + p * stride;
+      const T* pixel = at + p * stride;
 #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v)
         sum[v] = V::add(sum[v], Masked ? V::load(pixel, tail) : V::load(pixel + V::kLanes * v));
@@ -103,17 +106,17 @@ void sum_pixels(const float* at, int64_t pixels, int64_t stride, typename V::Mas
 }
 
 // Each channel's mean: its sum (above) divided by the pixel count, a true division as in
-// torch's mean (not a multiplication by a rounded 1 / pixels).
-template <class V>
-void global_avg_pool_nhwc(const float* input, float* output, int64_t pixels, int64_t channels, int64_t begin,
-                          int64_t end) {
+// torch's mean (not a multiplication by a rounded 1 / pixels), in fp32, then stored as T.
+template <class V, class T>
+void global_avg_pool_nhwc(const T* input, T* output, int64_t pixels, int64_t channels, int64_t begin, int64_t end) {
   using Reg = typename V::Reg;
   constexpr int64_t kGroup = kPoolVectors * V::kLanes;
   const typename V::Mask tail = V::first_lanes(channels % V::kLanes);
   const float count = static_cast<float>(pixels);
+  std::vector<float> sums(channels);
   for (int64_t n = begin; n < end; ++n) {
-    const float* image = input + n * pixels * channels;
-    float* out = output + n * channels;
+    const T* image = input + n * pixels * channels;
+    float* out = sums.data();
     int64_t ch = 0;
     for (; ch + kGroup <= channels; ch += kGroup) {
       Reg sum[kPoolVectors];
@@ -131,12 +134,18 @@ void global_avg_pool_nhwc(const float* input, float* output, int64_t pixels, int
         V::store(out + ch, sum[0], tail);
       }
     }
-    for (int64_t c = 0; c < channels; ++c) out[c] /= count;
+    for (int64_t c = 0; c < channels; ++c) {
+      if constexpr (std::is_same_v<T, float>) {
+        output[n * channels + c] = out[c] / count;
+      } else {
+        output[n * channels + c] = float_to_bf16(out[c] / count);
+      }
+    }
   }
 }
 
-template <class V>
-void add_relu(const float* input, const float* residual, float* output, int64_t begin, int64_t end) {
+template <class V, class T>
+void add_relu(const T* input, const T* residual, T* output, int64_t begin, int64_t end) {
   int64_t i = begin;
   for (; i + V::kLanes <= end; i += V::kLanes) {
     V::store(output + i, V::relu(V::add(V::load(input + i), V::load(residual + i))));

@@ -5,10 +5,13 @@
 // target. Not compiled on other architectures: the build then has no such tier.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "bf16.h"   // before the pragma too: the scalar conversions keep the generic target
 #include "tiers.h"  // before the pragma too: it holds <map> and <string>
 
 #if defined(__x86_64__)
@@ -47,7 +50,7 @@ const TierRegistration<Avx2> registration({
     .features = "avx2 fma",
     .os_state = "ymm",
     .rank = 256,
-    .dtypes = "float32",
+    .dtypes = "float32 bfloat16",
     .winograd4x4_max_channels = 128 * 128,
     .winograd2x2_max_channels = 512 * 512,
 });

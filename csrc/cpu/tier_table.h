@@ -35,6 +35,16 @@ constexpr float (*bf16_dot_chains_of())(int64_t) {
   }
 }
 
+// How reduce_segment multiplies bf16 for vector type V: the dot product it looks for, or widening.
+template <class V>
+constexpr const char* bf16_conv_of() {
+  if constexpr (requires(typename V::Reg r) { V::dot_pairs(r, r, r); }) {
+    return V::kDotPairsName;
+  } else {
+    return "each bf16 pair widened to fp32 in registers";
+  }
+}
+
 template <class Isa>
 CpuTier make_tier(const TierFacts& facts) {
   using V = typename Isa::V;
@@ -43,13 +53,19 @@ CpuTier make_tier(const TierFacts& facts) {
   return CpuTier{facts,
                  V::kLanes,
                  2 * V::kLanes,
-                 &plan_conv<Isa>,
-                 &run_conv<Isa>,
+                 bf16_conv_of<V>(),
+                 &plan_conv<Isa, float>,
+                 &run_conv<Isa, float>,
                  &plan_winograd<Isa>,
                  &run_winograd<Isa>,
-                 &max_pool_nhwc<V>,
-                 &global_avg_pool_nhwc<V>,
-                 &add_relu<V>,
+                 &max_pool_nhwc<V, float>,
+                 &global_avg_pool_nhwc<V, float>,
+                 &add_relu<V, float>,
+                 &plan_conv<Isa, Bf16>,
+                 &run_conv<Isa, Bf16>,
+                 &max_pool_nhwc<V, Bf16>,
+                 &global_avg_pool_nhwc<V, Bf16>,
+                 &add_relu<V, Bf16>,
                  &fma_chains<V>,
                  bf16_dot_chains_of<Isa>()};
 }

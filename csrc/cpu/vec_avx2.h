@@ -35,6 +35,49 @@ struct VecAvx2 {
     return _mm256_blendv_ps(_mm256_max_ps(v, best), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
   static float first(Reg v) { return _mm256_cvtss_f32(v); }
+
+  // bfloat16 as in VecAvx512: exact widening loads, stores rounded to nearest even with NaN
+  // kept; masked ones through a zeroed copy.
+  static Reg load(const Bf16* p) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  static Reg load(const Bf16* p, Mask m) {
+    alignas(16) Bf16 copy[kLanes] = {};
+    std::memcpy(copy, p, sizeof(Bf16) * valid_lanes(m));
+    return load(copy);
+  }
+  static void store(Bf16* p, Reg v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_halves(v)); }
+  static void store(Bf16* p, Reg v, Mask m) {
+    alignas(16) Bf16 copy[kLanes];
+    _mm_store_si128(reinterpret_cast<__m128i*>(copy), bf16_halves(v));
+    std::memcpy(p, copy, sizeof(Bf16) * valid_lanes(m));
+  }
+
+  // Pairs of bf16 (a conv's reduction steps k, k + 1 in one 32-bit lane, k in the low half).
+  static Reg load_pairs(const Bf16* p) { return _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static Reg broadcast_pair(const Bf16* p) {
+    int32_t pair;
+    std::memcpy(&pair, p, sizeof pair);
+    return _mm256_castsi256_ps(_mm256_set1_epi32(pair));
+  }
+  static Reg low_of_pairs(Reg pairs) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(pairs), 16)); }
+  static Reg high_of_pairs(Reg pairs) {
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(pairs), _mm256_set1_epi32(int32_t(0xffff0000u))));
+  }
+
+ private:
+  static int valid_lanes(Mask m) { return __builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(m))); }
+  // The 8 lanes rounded to bf16, packed into 128 bits.
+  static __m128i bf16_halves(Reg v) {
+    const __m256i x = _mm256_castps_si256(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i quiet = _mm256_srli_epi32(_mm256_or_si256(x, _mm256_set1_epi32(0x00400000)), 16);
+    const __m256i bits = _mm256_blendv_epi8(rounded, quiet, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    // packus works within 128-bit lanes: lanes 0-3 land in qword 0, lanes 4-7 in qword 2.
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0b1000));
+  }
 };
 
 }  // namespace

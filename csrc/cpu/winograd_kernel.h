@@ -189,7 +189,7 @@ void run_winograd_tiles(const WinogradShape& s, const ConvTensors& ts, const Win
     gemm.kernel_h = gemm.kernel_w = gemm.stride_h = gemm.stride_w = gemm.dilation_h = gemm.dilation_w = 1;
     gemm.groups = 1;
     gemm.block = s.block;
-    const ConvPlan gemm_plan = plan_conv<Isa>(gemm, 1);
+    const ConvPlan gemm_plan = plan_conv<Isa, float>(gemm, 1);
     for (int64_t p = 0; p < positions; ++p) {
       // Position p's slab, from the first block of this item's channels: (blocks, C_in, block).
       const float* weight = ts.weight + p * blocks * s.in_c * s.block + first_channel * s.in_c;

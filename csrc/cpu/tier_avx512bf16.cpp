@@ -1,0 +1,63 @@
+// The AVX-512 + AVX512_BF16 tier: the avx512 tier's kernels and tuning (tier_avx512.h), with
+// bf16 convs on VDPBF16PS: each instruction multiplies 16 lanes x 2 bf16 pairs into fp32,
+// twice the products of an fp32 FMA, reading the weight's pairs (ConvTensorsOf) as they are.
+// What it gains depends on the CPU: where VDPBF16PS issues as often as an FMA (AMD Zen 4)
+// it doubles the reduction's rate; where it does not, the widening path of the avx512 tier
+// may be as fast (FASTRESNET_CPU_ISA=avx512 picks it). Enabled for this file only, by the
+// pragma, as in tier_avx512.cpp.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "bf16.h"   // before the pragma too: the scalar conversions keep the generic target
+#include "tiers.h"  // before the pragma too: it holds <map> and <string>
+
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx512bf16,avx2,fma")
+#include <immintrin.h>
+
+#include "vec_avx512.h"
+
+namespace fastresnet::cpu {
+namespace {
+
+// VecAvx512 with the bf16 dot product the conv kernel looks for (reduce_segment).
+struct VecAvx512Bf16 : VecAvx512 {
+  static constexpr const char* kDotPairsName = "bf16 dot products (VDPBF16PS)";
+  // acc + x.low * w.low + x.high * w.high per lane (x, w: bf16 pairs), into fp32.
+  static Reg dot_pairs(Reg acc, Reg x, Reg w) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(x), (__m512bh)_mm512_castps_si512(w));
+  }
+};
+
+}  // namespace
+}  // namespace fastresnet::cpu
+
+// Included after the vector type, in this order: each uses the ones before it.
+#include "conv_kernel.h"
+#include "pool_kernel.h"
+#include "winograd_kernel.h"
+#include "tier_table.h"
+#include "tier_avx512.h"
+
+namespace fastresnet::cpu {
+namespace {
+
+const TierRegistration<Avx512<VecAvx512Bf16>> registration({
+    .name = "avx512bf16",
+    .features = "avx512f avx512_bf16 fma",
+    .os_state = "zmm",
+    .rank = 520,
+    .dtypes = "float32 bfloat16",
+    .winograd4x4_max_channels = kAvx512Winograd4x4MaxChannels,
+    .winograd2x2_max_channels = kAvx512Winograd2x2MaxChannels,
+    .bf16_dot_features = "avx512_bf16",
+});
+
+}  // namespace
+}  // namespace fastresnet::cpu
+#endif
