@@ -250,6 +250,8 @@ def test_verify_on_random_and_real_data(tmp_path):
     assert all(r["passed"] and r["top1_agreement"] == 1.0 for r in rows)
     digits = rows[1]
     assert digits["eager_accuracy"] == digits["fastresnet_accuracy"] > 0.5  # it learned something real
+    # In float32 eager is the float32 model (agreement 1 by definition): fastresnet must match it.
+    assert digits["eager_agreement_with_fp32"] == digits["fastresnet_agreement_with_fp32"] == 1.0
     assert "| resnet18 (digits) | cpp-cpu (auto) | float32 | digits |" in (tmp_path / "verify.md").read_text()
 
 
