@@ -15,11 +15,11 @@ from fastresnet.bench.models import MODEL_NAMES, build_model
 from fastresnet.bench.verify import keeps_fp32_predictions
 from fastresnet.numerics import compare_to_reference, no_tf32
 
-# What `auto` takes in bfloat16 on CPU: onednn where the CPU has AMX, the reference backend elsewhere.
-AUTO_BF16 = "onednn" if _ext.cpu_features().get("amx_bf16") else "reference"
+# What `auto` takes in bfloat16 on CPU: onednn where the CPU has AMX, the C++ CPU kernels elsewhere.
+AUTO_BF16 = "onednn" if _ext.cpu_features().get("amx_bf16") else "cpp-cpu"
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "cpp-cpu", "reference"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_bfloat16_model_holds_the_whole_model_rule(name, backend):
     model = build_model(name)  # realistic BN statistics, measured on 64x64 images
