@@ -46,6 +46,11 @@ alignas(64) const float kZeros[kMaxChannelsPerGroup] = {};
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Whether vector type V has a bf16 dot product (V::dot_pairs, e.g. VDPBF16PS); without one,
+// bf16 reductions widen to fp32 (reduce_segment).
+template <class V>
+concept HasDotPairs = requires(typename V::Reg r) { V::dot_pairs(r, r, r); };
+
 template <class Isa, class T>
 struct Segment {
   const T* rows[Isa::kTileRows];      // where each pixel's input for this run starts
@@ -103,7 +108,7 @@ void reduce_segment(const Segment<Isa, T>& seg, const T* panel, typename Isa::V:
 #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
       }
-    } else if constexpr (requires(Reg r) { V::dot_pairs(r, r, r); }) {
+    } else if constexpr (HasDotPairs<V>) {
 #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) wv[v] = V::load_pairs(w + kStep * V::kLanes * v);
 #pragma GCC unroll 16

@@ -38,7 +38,7 @@ constexpr float (*bf16_dot_chains_of())(int64_t) {
 // How reduce_segment multiplies bf16 for vector type V: the dot product it looks for, or widening.
 template <class V>
 constexpr const char* bf16_conv_of() {
-  if constexpr (requires(typename V::Reg r) { V::dot_pairs(r, r, r); }) {
+  if constexpr (HasDotPairs<V>) {
     return V::kDotPairsName;
   } else {
     return "each bf16 pair widened to fp32 in registers";
