@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/compare_bf16_tiers.py resnet50 1
 
-Candidates: float32 (auto: Winograd where it pays; and every conv direct), and bfloat16 on
-each tier this CPU runs that takes it (VDPBF16PS on avx512bf16, widened on avx512 / avx2).
+Candidates: float32 and bfloat16, each with the default algorithm choice (Winograd where it
+pays) and with every conv direct; bfloat16 on each tier this CPU runs that takes it
+(VDPBF16PS on avx512bf16, widened on avx512 / avx2).
 Each round runs every candidate twice and keeps the mean; medians of 7 rounds are printed.
 """
 
@@ -28,8 +29,9 @@ def main(name: str, batch: int, rounds: int = 7) -> None:
     for tier in _ext.cpu_tiers():
         if not tier["unsupported_reason"] and "bfloat16" in tier["dtypes"].split():
             _ext.set_cpu_isa(tier["name"])
-            fast = fastresnet.optimize(model, dtype=torch.bfloat16, backend="cpp-cpu")
-            candidates[f"bf16 {tier['name']}"] = (tier["name"], fast, x.bfloat16())
+            for algorithm in ("auto", "direct"):
+                fast = fastresnet.optimize(model, dtype=torch.bfloat16, backend="cpp-cpu", conv_algorithm=algorithm)
+                candidates[f"bf16 {algorithm} {tier['name']}"] = (tier["name"], fast, x.bfloat16())
     times = {k: [] for k in candidates}
     try:
         with torch.inference_mode():
@@ -44,7 +46,7 @@ def main(name: str, batch: int, rounds: int = 7) -> None:
     finally:
         _ext.set_cpu_isa(None)
     for label, t in times.items():
-        print(f"{name} batch {batch}  {label:18s} median {sorted(t)[len(t) // 2]:8.2f} ms")
+        print(f"{name} batch {batch}  {label:24s} median {sorted(t)[len(t) // 2]:8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
           t["bf16_conv"] = tier->bf16_conv;
-          t["winograd4x4_max_channels"] = f.winograd4x4_max_channels;
-          t["winograd2x2_max_channels"] = f.winograd2x2_max_channels;
+          t["winograd4x4_max_channels"] = f.winograd4x4_limit(false);
+          t["winograd2x2_max_channels"] = f.winograd2x2_limit(false);
+          t["bf16_winograd4x4_max_channels"] = f.winograd4x4_limit(true);
+          t["bf16_winograd2x2_max_channels"] = f.winograd2x2_limit(true);
           t["unsupported_reason"] = cpu::tier_unsupported_reason(*tier);
           tiers.append(t);
         }
@@ -104,15 +106,22 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           l["tier"] = layout.tier != nullptr ? py::cast(std::string(layout.tier->name())) : py::none();
           l["algorithm"] = layout.algorithm();
           l["winograd_tile"] = layout.m != 0 ? py::cast(layout.m) : py::none();
-          l["dtype"] = layout.kind == cpu::WeightLayout::kLogical ? py::none() : py::cast(std::string(
-                           layout.dtype() == at::kBFloat16 ? "bfloat16" : "float32"));
+          const auto dtype_name = [](at::ScalarType t) { return t == at::kBFloat16 ? "bfloat16" : "float32"; };
+          const bool logical = layout.kind == cpu::WeightLayout::kLogical;
+          l["dtype"] = logical ? py::none() : py::cast(std::string(dtype_name(layout.dtype())));
+          py::list activations;
+          if (!logical) {
+            for (at::ScalarType t : layout.activation_dtypes()) activations.append(dtype_name(t));
+          }
+          l["activation_dtypes"] = py::tuple(activations);
           l["pads_input_channel"] = layout.pad_in != 0;
           layouts.append(l);
         }
         return layouts;
       },
       "Every weight layout of this build (csrc/cpu/layouts.h): name, tier, algorithm, winograd_tile, dtype "
-      "(None for the logical layout: any), pads_input_channel.");
+      "(the weight's; None for the logical layout: any), activation_dtypes (() for the logical layout: any), "
+      "pads_input_channel.");
   m.def(
       "conv_weight_geometry",
       [](const std::string& layout, std::vector<int64_t> sizes, int64_t out_c, int64_t groups) {

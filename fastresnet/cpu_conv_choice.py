@@ -56,30 +56,39 @@ def choose_layout(
     dtype: torch.dtype = torch.float32,
 ) -> tuple[str, str]:
     """(layout name, why) for a conv of logical weight shape (C_out, C_in/groups, KH, KW) on
-    ``tier`` (an entry of _ext.cpu_tiers()), as ``algorithm`` allows, in ``dtype``."""
+    ``tier`` (an entry of _ext.cpu_tiers()), as ``algorithm`` allows, over ``dtype``
+    activations. bfloat16 follows the same rule with the tier's bf16 limits: its Winograd keeps
+    the transformed weight and products in fp32, so it rounds only where direct bf16 does (at
+    the store)."""
+    chosen, why = _choose_algorithm(weight_shape, groups, stride, dilation, tier, algorithm, dtype == torch.bfloat16)
+    if dtype == torch.bfloat16 and chosen == DIRECT:
+        why += f"; bf16 on {tier['name']}: {tier['bf16_conv']}"
+    return weight_layout.for_tier(tier["name"], chosen, dtype, weight_shape[1]), why
+
+
+def _choose_algorithm(weight_shape, groups, stride, dilation, tier, algorithm, bf16: bool) -> tuple[str, str]:
     c_out, c_in, kh, kw = weight_shape
     product, name = c_out * c_in, tier["name"]
-    if dtype == torch.bfloat16:
-        why = f"direct: bfloat16 runs direct on {name}: {tier['bf16_conv']} (no bf16 Winograd yet)"
-        return weight_layout.for_tier(name, DIRECT, dtype, c_in), why
     if os.environ.get(ENV_WINOGRAD, "1") == "0":
-        return weight_layout.for_tier(name, DIRECT), f"direct: {ENV_WINOGRAD}=0"
+        return DIRECT, f"direct: {ENV_WINOGRAD}=0"
     if algorithm == DIRECT:
-        return weight_layout.for_tier(name, DIRECT), "direct: conv_algorithm='direct'"
+        return DIRECT, "direct: conv_algorithm='direct'"
     fits = _ext.extension().winograd_fits(name, c_out, c_in, kh, kw, list(stride), list(dilation), groups)
     if not fits:
         shape = f"{kh}x{kw}/{stride[0]}" + (f" groups={groups}" if groups > 1 else "")
-        return weight_layout.for_tier(name, DIRECT), (
+        return DIRECT, (
             f"direct: a {shape} conv, {c_out}x{c_in} channels; Winograd takes 3x3/1 undilated ungrouped convs "
             f"with C_in % {tier['lanes']} = C_out % {tier['block']} = 0"
         )
     size = f"{c_out}x{c_in} channels"
-    limit4, limit2 = tier["winograd4x4_max_channels"], tier["winograd2x2_max_channels"]
+    # A tier may have measured other limits in bf16 (TierFacts, csrc/cpu/kernels.h).
+    prefix, whose = ("bf16_", f"{name}'s bf16") if bf16 else ("", f"{name}'s")
+    limit4, limit2 = tier[f"{prefix}winograd4x4_max_channels"], tier[f"{prefix}winograd2x2_max_channels"]
     if product <= limit4 and algorithm == AUTO:
-        return weight_layout.for_tier(name, "winograd4x4"), f"F(4x4): {size}, within {name}'s F(4x4) limit {_channels(limit4)}"
+        return "winograd4x4", f"F(4x4): {size}, within {whose} F(4x4) limit {_channels(limit4)}"
     if product <= limit2:
-        why = f"within {name}'s F(2x2) limit {_channels(limit2)}"
+        why = f"within {whose} F(2x2) limit {_channels(limit2)}"
         if product <= limit4:
             why = "conv_algorithm='winograd2x2' (no F(4x4))"
-        return weight_layout.for_tier(name, "winograd2x2"), f"F(2x2): {size}, {why}"
-    return weight_layout.for_tier(name, DIRECT), f"direct: {size}, above {name}'s Winograd limit {_channels(limit2)}"
+        return WINOGRAD_2X2, f"F(2x2): {size}, {why}"
+    return DIRECT, f"direct: {size}, above {whose} Winograd limit {_channels(limit2)}"

@@ -53,9 +53,16 @@ class Explanation:
             f"device={info.device}; {len(info.fused)} fused ops, {len(info.eager)} modules left eager"
         ]
         if info.dtype != torch.float32:
+            winograd = [r for r in info.fused if (r.why or "").startswith("F(")]
+            kept = (
+                f"the {len(winograd)} Winograd convs keep their transformed weight and products in float32, "
+                "rounding only at the store (the transform needs more bits than the dtype holds)"
+                if winograd
+                else "nothing stays in float32"
+            )
             lines.append(
                 f"dtype: every layer below runs in {_name(info.dtype)}, the eager ones too (the model was cast); "
-                "the convs, pools and Linear accumulate in float32; nothing stays in float32"
+                f"the convs, pools and Linear accumulate in float32; {kept}"
             )
         lines += [f"note: {note}" for note in info.notes]
         if info.fused:

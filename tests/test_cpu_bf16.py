@@ -1,9 +1,11 @@
 """The C++ CPU kernels in bfloat16, on every tier this CPU runs (the ``cpu_tier`` fixture):
-avx512bf16 multiplies by VDPBF16PS, avx512 and avx2 widen each bf16 pair to fp32 in registers.
+avx512bf16 multiplies by VDPBF16PS, avx512 and avx2 widen each bf16 pair to fp32 in registers;
+Winograd reads and writes bf16 around an fp32 transformed domain.
 Every op against float64, and no worse than eager bf16 (the same op in torch, on the same bf16
 values) by more than 2x; NaN and infinities; odd channel counts and spatial tails; the
 paired weight layouts; bitwise identical answers across thread counts; the backend's choice."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -59,6 +61,43 @@ def test_bf16_conv_matches_float64_within_eager_bf16s_error(case, residual, relu
         assert op_mismatch(out, expected, OP_TOLERANCES[BF16]) is None
         # Eager bf16 rounds the conv, then the sum with the residual: two roundings to our one.
         assert (out.double() - expected).abs().max().item() <= 2 * eager_error + 1e-6
+
+
+# 3x3/1 convs the Winograd kernels take on every tier (C_in % 16 = C_out % 32 = 0), with
+# spatial tails that cut the last tiles short.
+WINOGRAD_CASES = [(32, 64, 3, 1, 1, 1, 1, 9, 7), (64, 32, 3, 1, 0, 1, 1, 11, 14), (16, 32, 3, 1, 1, 1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+@pytest.mark.parametrize("residual,relu", [(True, True), (False, False)])
+def test_bf16_winograd_is_the_float32_winograd_rounded_once(case, tile, residual, relu, cpu_tier):
+    # The transformed input, weight and products stay in fp32, so on the same bf16 values the
+    # bf16 kernel computes exactly what the fp32 one does, and only its store rounds.
+    args = conv_args(case, dtype=BF16, residual=residual, relu=relu, channels_last=True)
+    x, weight, bias, res, stride, padding, dilation, groups, relu = args
+    layout = f"{cpu_tier['name']}:winograd{tile}x{tile}"
+    packed = _ext.extension().pack_conv_weight(weight, 1, layout)
+    assert packed.dtype == torch.float32  # U of the bf16 weight, rounded once to fp32
+    assert torch.equal(packed, _ext.extension().pack_conv_weight(weight.float(), 1, layout))
+    out = OPS.conv2d_bias_act(x, packed, bias, res, stride, padding, dilation, groups, relu, layout)
+    widened = [t.float() if t is not None else None for t in (x, bias, res)]
+    fp32 = OPS.conv2d_bias_act(widened[0], packed, widened[1], widened[2], stride, padding, dilation, groups, relu,
+                               layout)
+    assert out.dtype == BF16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, fp32.to(BF16))
+    expected = conv_reference64(*args)
+    eager_error = (eager_bf16(*args).double() - expected).abs().max().item()
+    assert op_mismatch(out, expected, OP_TOLERANCES[BF16]) is None
+    assert (out.double() - expected).abs().max().item() <= 2 * eager_error + 1e-6
+
+
+def test_bf16_winograd_refuses_a_weight_cast_to_bf16(cpu_tier):
+    x, weight, bias, res, *rest = conv_args(WINOGRAD_CASES[0], dtype=BF16, channels_last=True)
+    layout = f"{cpu_tier['name']}:winograd2x2"
+    packed = _ext.extension().pack_conv_weight(weight, 1, layout).to(BF16)
+    with pytest.raises(RuntimeError, match=f"expected a contiguous Float CPU weight laid out as '{layout}'"):
+        OPS.conv2d_bias_act(x, packed, bias, res, *rest, layout)
 
 
 def test_bf16_conv_propagates_nan_and_infinity(cpu_tier):
@@ -133,9 +172,21 @@ def test_bf16_kernels_refuse_mixed_dtypes(cpu_tier):
 def test_a_bf16_model_on_the_cpu_kernels_holds_the_whole_model_rule(cpu_tier):
     model = build_model("resnet18")
     fast = fastresnet.optimize(model, dtype=BF16, backend="cpp-cpu")
-    assert {m.weight_layout.split(":")[0] for m in fast.modules() if isinstance(m, FusedConv2d)} == {cpu_tier["name"]}
-    why = {row.why for row in fastresnet.explain(fast).info.fused if row.why}
-    assert why == {f"direct: bfloat16 runs direct on {cpu_tier['name']}: {cpu_tier['bf16_conv']} (no bf16 Winograd yet)"}
+    fast32 = fastresnet.optimize(model, backend="cpp-cpu")
+    convs = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
+    assert {m.weight_layout.split(":")[0] for m in convs} == {cpu_tier["name"]}
+    # The float32 rule with the tier's bf16 limits picks the algorithm; bf16 direct convs get
+    # the pair layouts, Winograd ones keep the float32 transformed weight.
+    bf16_limit2 = cpu_tier["bf16_winograd2x2_max_channels"]
+    for conv, conv32 in zip(convs, [m for m in fast32.modules() if isinstance(m, FusedConv2d)]):
+        above = conv.in_channels * conv.out_channels > bf16_limit2
+        assert conv.algorithm == ("direct" if above else conv32.algorithm) and conv.bias.dtype == BF16
+        assert conv.weight.dtype == (BF16 if conv.algorithm == "direct" else torch.float32)
+    f2x2 = {"winograd F(2x2,3x3)"} if bf16_limit2 > cpu_tier["bf16_winograd4x4_max_channels"] else set()
+    assert {c.algorithm for c in convs} == {"direct", "winograd F(4x4,3x3)"} | f2x2
+    suffix = f"; bf16 on {cpu_tier['name']}: {cpu_tier['bf16_conv']}"
+    for row in fastresnet.explain(fast).info.fused:
+        assert row.why == "" or row.why.startswith("F(") or row.why.endswith(suffix), row.why
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref64, eager = model.double()(x.double()), model.to(BF16)(x.to(BF16))
@@ -143,6 +194,20 @@ def test_a_bf16_model_on_the_cpu_kernels_holds_the_whole_model_rule(cpu_tier):
     assert out.dtype == torch.float32
     result = compare_to_reference(out, eager, ref64, BF16)
     assert result.ok, result
+
+
+def test_a_bf16_model_cast_again_keeps_each_weight_in_its_layouts_dtype(tiny_resnet):
+    fast = fastresnet.optimize(tiny_resnet, dtype=BF16, backend="cpp-cpu")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = fast(x)
+        fast.to(BF16)
+        twin = copy.deepcopy(fast)
+        after, copied = fast(x), twin(x)
+    dtypes = {m.weight_layout.split(":")[1]: m.weight.dtype for m in fast.modules() if isinstance(m, FusedConv2d)}
+    assert {"blocked-bf16", "winograd4x4"} <= set(dtypes)
+    assert all(dtype == (torch.float32 if layout.startswith("winograd") else BF16) for layout, dtype in dtypes.items())
+    assert torch.equal(before, after) and torch.equal(before, copied)
 
 
 @pytest.mark.skipif(
@@ -163,4 +228,4 @@ print("why:", info.fused[0].why)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend: cpp-cpu tier: avx512" in result.stdout
-    assert "why: direct: bfloat16 runs direct on avx512: each bf16 pair widened to fp32 in registers" in result.stdout
+    assert "; bf16 on avx512: each bf16 pair widened to fp32 in registers" in result.stdout

@@ -334,19 +334,29 @@ def test_the_real_cpu_check_agrees_with_this_machine():
 @NEEDS_AVX512
 def test_a_model_saved_on_one_tier_is_relaid_out_where_it_cannot_run(tiny_resnet, tmp_path):
     fast = fastresnet.optimize(tiny_resnet)
-    assert tiers_of(fast) == {_ext.cpu_isa()}
+    fast16 = fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16, backend="cpp-cpu")
+    assert tiers_of(fast) == tiers_of(fast16) == {_ext.cpu_isa()}
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        expected = fast(x)
-    save_models(tmp_path, fast=fast, x=x, expected=expected)
+        expected, expected16 = fast(x), fast16(x)
+    save_models(tmp_path, fast=fast, fast16=fast16, x=x, expected=expected, expected16=expected16)
     out = run_faked(tmp_path, """
-fast = models["fast"]
-print(sorted({m.weight_layout for m in fast.modules() if isinstance(m, FusedConv2d)}))
+for name in ("fast", "fast16"):
+    convs = [m for m in models[name].modules() if isinstance(m, FusedConv2d)]
+    print(name, sorted({f"{m.weight_layout} {m.weight.dtype}" for m in convs}))
 with torch.no_grad():
-    torch.testing.assert_close(fast(models["x"]), models["expected"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(models["fast"](models["x"]), models["expected"], atol=1e-5, rtol=1e-5)
+    # bf16: avx2 widens where avx512bf16 ran VDPBF16PS, a different rounding of the same sums
+    torch.testing.assert_close(models["fast16"](models["x"]), models["expected16"], atol=2e-2, rtol=2e-2)
 print("same answer")
 """, FASTRESNET_CPU_HIDE="avx512f")
-    assert "['avx2:blocked', 'avx2:winograd2x2', 'avx2:winograd4x4']" in out and "same answer" in out
+    f32, bf16 = "torch.float32", "torch.bfloat16"
+    assert f"fast ['avx2:blocked {f32}', 'avx2:winograd2x2 {f32}', 'avx2:winograd4x4 {f32}']" in out
+    assert (
+        f"fast16 ['avx2:blocked-bf16 {bf16}', 'avx2:blocked-bf16-padded {bf16}', 'avx2:winograd2x2 {f32}', "
+        f"'avx2:winograd4x4 {f32}']" in out
+    )
+    assert "same answer" in out
 
 
 # -- Winograd F(2x2, 3x3) and F(4x4, 3x3) --------------------------------------------------

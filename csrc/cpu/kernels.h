@@ -82,6 +82,20 @@ struct WinogradShape {
 // The weight: (tile, tile, out_c / block, in_c, block), for each position of the transformed
 // tile a 1x1 conv weight blocked as the direct kernel reads it. Work items are (chunk of
 // tiles, range of output channels): chunk-major, ranges inner.
+// Its tensors: activations, bias and residual of type T (float or Bf16), the transformed
+// weight float32 in either case. U = G g G^T needs more bits than bf16 holds (g is a bf16
+// weight, rounded once, in a bf16 model), and the transformed input and the products stay
+// in fp32 too, so bf16 Winograd rounds only where direct bf16 does: at the store.
+template <class T>
+struct WinogradTensorsOf {
+  const T* input;     // (batch, in_h, in_w, in_c)
+  const float* weight;
+  const T* bias;      // (out_c,)
+  const T* residual;  // (batch, out_h, out_w, out_c), or null
+  T* output;          // (batch, out_h, out_w, out_c)
+  bool relu;
+};
+
 struct WinogradPlan {
   int64_t tiles_per_chunk, chunks;   // a chunk's transformed input and products stay near L2
   int64_t blocks_per_range, ranges;  // weight blocks of the output per item
@@ -111,6 +125,18 @@ struct TierFacts {
   // What the CPU must have, besides `features`, for the tier's bf16 dot-product probe
   // (CpuTier::bf16_dot_chains); null where the tier has none.
   const char* bf16_dot_features = nullptr;
+  // The same two limits for bf16 activations, where they differ (-1: as in fp32). A tier
+  // with bf16 dot products runs direct bf16 convs at twice its fp32 rate, while its
+  // Winograd products stay fp32 (WinogradTensorsOf): Winograd pays off on fewer layers.
+  int64_t bf16_winograd4x4_max_channels = -1;
+  int64_t bf16_winograd2x2_max_channels = -1;
+
+  int64_t winograd4x4_limit(bool bf16) const {
+    return bf16 && bf16_winograd4x4_max_channels >= 0 ? bf16_winograd4x4_max_channels : winograd4x4_max_channels;
+  }
+  int64_t winograd2x2_limit(bool bf16) const {
+    return bf16 && bf16_winograd2x2_max_channels >= 0 ? bf16_winograd2x2_max_channels : winograd2x2_max_channels;
+  }
 };
 
 // One instruction-set tier: its facts and its kernels, all from the same templates.
@@ -128,7 +154,7 @@ struct CpuTier {
                    int64_t end);
   WinogradPlan (*plan_winograd)(const WinogradShape& shape, int threads);
   // Runs items [begin, end); each thread keeps its own scratch buffer.
-  void (*run_winograd)(const WinogradShape& shape, const ConvTensors& tensors, const WinogradPlan& plan,
+  void (*run_winograd)(const WinogradShape& shape, const WinogradTensorsOf<float>& tensors, const WinogradPlan& plan,
                        int64_t begin, int64_t end);
   // Output pixels [begin, end) (flattened over batch, rows, columns) of a max pool over NHWC;
   // the padding never wins and NaN propagates, as in torch.nn.functional.max_pool2d.
@@ -138,7 +164,7 @@ struct CpuTier {
                           int64_t end);
   // output[i] = max(input[i] + residual[i], 0) for i in [begin, end), NaN kept.
   void (*add_relu)(const float* input, const float* residual, float* output, int64_t begin, int64_t end);
-  // The same five in bfloat16: fp32 arithmetic inside, each output rounded once. The conv's
+  // The same in bfloat16: fp32 arithmetic inside, each output rounded once. The conv's
   // reduction takes its steps in pairs (in_c/groups even), by VDPBF16PS where the tier has
   // it (TierFacts::bf16_dot_features), else each pair widened to fp32 in registers.
   ConvPlan (*plan_conv_bf16)(const ConvShape& shape, int threads);
@@ -148,6 +174,9 @@ struct CpuTier {
   void (*global_avg_pool_bf16)(const Bf16* input, Bf16* output, int64_t pixels, int64_t channels, int64_t begin,
                                int64_t end);
   void (*add_relu_bf16)(const Bf16* input, const Bf16* residual, Bf16* output, int64_t begin, int64_t end);
+  // Winograd over bf16 activations, with plan_winograd's plan (WinogradTensorsOf).
+  void (*run_winograd_bf16)(const WinogradShape& shape, const WinogradTensorsOf<Bf16>& tensors,
+                            const WinogradPlan& plan, int64_t begin, int64_t end);
   // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
   // depends on them all, so they cannot be optimised away.
   float (*fma_chains)(int64_t iterations);

@@ -27,11 +27,20 @@ at::Tensor winograd_g(int64_t m) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+bool has_bf16_kernels(const CpuTier& tier) {
+  return (" " + std::string(tier.facts.dtypes) + " ").find(" bfloat16 ") != std::string::npos;
+}
+
 }  // namespace
 
 std::string WeightLayout::algorithm() const {
   if (kind != kWinograd) return "direct";
   return "winograd F(" + std::to_string(m) + "x" + std::to_string(m) + ",3x3)";
+}
+
+std::vector<at::ScalarType> WeightLayout::activation_dtypes() const {
+  if (kind == kWinograd && has_bf16_kernels(*tier)) return {at::kFloat, at::kBFloat16};
+  return {dtype()};
 }
 
 const std::vector<WeightLayout>& weight_layouts() {
@@ -42,7 +51,7 @@ const std::vector<WeightLayout>& weight_layouts() {
       all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0, 0});
       all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2, 0});
       all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4, 0});
-      if ((" " + std::string(tier->facts.dtypes) + " ").find(" bfloat16 ") == std::string::npos) continue;
+      if (!has_bf16_kernels(*tier)) continue;
       all.push_back({prefix + "blocked-bf16", WeightLayout::kBlockedBf16, tier, 0, 0});
       all.push_back({prefix + "blocked-bf16-padded", WeightLayout::kBlockedBf16, tier, 0, 1});
     }
@@ -150,7 +159,8 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
                         "' needs a (C_out, C_in, 3, 3) weight with C_out a multiple of ", block,
                         " and groups=1; got shape ", weight.sizes(), " with groups=", groups);
       const at::Tensor g = winograd_g(layout.m);
-      const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(weight.scalar_type());
+      // In float64, then one rounding to the layout's float32 (a bf16 g included: see WinogradTensorsOf).
+      const at::Tensor u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(layout.dtype());
       // (C_out/B, B, C_in, T, T) -> (T, T, C_out/B, C_in, B)
       return u.reshape({out_c / block, block, in_c_g, t, t}).permute({3, 4, 0, 2, 1}).contiguous();
     }

@@ -35,9 +35,13 @@ struct WeightLayout {
   int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
   int64_t pad_in;       // zero input channels appended per group: 1 for blocked-bf16-padded
 
-  // The activations (and weight) dtype its kernels take; kFloat for the logical layout,
-  // which takes either.
+  // The weight's dtype: bf16 for the blocked-bf16 layouts, else float32 (the logical layout
+  // takes either).
   at::ScalarType dtype() const { return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat; }
+  // The activations' dtypes its kernels take: the weight's own; for Winograd, whose float32
+  // weight serves bf16 activations too (WinogradTensorsOf), bf16 as well where the tier has
+  // bf16 kernels.
+  std::vector<at::ScalarType> activation_dtypes() const;
 
   // "direct", "winograd F(2x2,3x3)" or "winograd F(4x4,3x3)".
   std::string algorithm() const;

@@ -2,12 +2,11 @@
 // fastresnet::cpp_* ops, whose schemas and fake implementations are defined in Python
 // (fastresnet/ops/schemas.py). Argument checks mirror fastresnet/ops/checks.py.
 //
-// The kernels work on NHWC (channels_last) fp32 or bf16 (Winograd: fp32 only). Inside an
-// optimized model every activation
-// already is NHWC (its first conv converts the input once) and conv weights arrive packed
-// once, by optimize(), in a layout named with the tier whose kernels read it (layouts.h);
-// other inputs are accepted and converted per call, which is correct but pays for the
-// conversion.
+// The kernels work on NHWC (channels_last) fp32 or bf16 activations. Inside an optimized
+// model every activation already is NHWC (its first conv converts the input once) and conv
+// weights arrive packed once, by optimize(), in a layout named with the tier whose kernels
+// read it (layouts.h); other inputs are accepted and converted per call, which is correct
+// but pays for the conversion.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -108,13 +107,27 @@ std::optional<at::Tensor> nhwc_residual(const std::optional<at::Tensor>& residua
   return nhwc(*residual);
 }
 
-// A 3x3 stride-1 conv with a weight in a Winograd layout.
+template <class T>
+void run_winograd(const CpuTier& tier, const WinogradShape& s, const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& bias, const std::optional<at::Tensor>& residual, at::Tensor& out, bool relu) {
+  const WinogradTensorsOf<T> t{data<T>(x), weight.data_ptr<float>(), data<T>(bias),
+                               residual ? data<T>(*residual) : nullptr, mutable_data<T>(out), relu};
+  const WinogradPlan plan = tier.plan_winograd(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<T, Bf16>) {
+      tier.run_winograd_bf16(s, t, plan, begin, end);
+    } else {
+      tier.run_winograd(s, t, plan, begin, end);
+    }
+  });
+}
+
+// A 3x3 stride-1 conv with a weight in a Winograd layout: float32 whatever the activations'
+// dtype (WinogradTensorsOf says why).
 at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                          const std::optional<at::Tensor>& residual, at::IntArrayRef stride, at::IntArrayRef padding,
                          at::IntArrayRef dilation, int64_t groups, bool relu, const WeightLayout& layout) {
   const char* op = "fastresnet::cpp_conv2d_bias_act (Winograd)";
-  TORCH_CHECK(input.scalar_type() == at::kFloat, op, ": a Winograd weight is for float32 activations, got ",
-              input.scalar_type());
   const CpuTier& tier = *layout.tier;
   const int64_t out_c = bias.size(0), block = tier.block;
   const int64_t in_c = check_packed_weight(weight, layout, out_c, groups, op)[1];
@@ -132,10 +145,11 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
   const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
   if (s.tiles() == 0) return out.finish();
-  const ConvTensors ts{x.data_ptr<float>(), weight.data_ptr<float>(), b.data_ptr<float>(),
-                       res ? res->data_ptr<float>() : nullptr, out.nhwc.data_ptr<float>(), relu};
-  const WinogradPlan plan = tier.plan_winograd(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) { tier.run_winograd(s, ts, plan, begin, end); });
+  if (is_bf16(input)) {
+    run_winograd<Bf16>(tier, s, x, weight, b, res, out.nhwc, relu);
+  } else {
+    run_winograd<float>(tier, s, x, weight, b, res, out.nhwc, relu);
+  }
   return out.finish();
 }
 

@@ -57,7 +57,7 @@ CpuTier make_tier(const TierFacts& facts) {
                  &plan_conv<Isa, float>,
                  &run_conv<Isa, float>,
                  &plan_winograd<Isa>,
-                 &run_winograd<Isa>,
+                 &run_winograd<Isa, float>,
                  &max_pool_nhwc<V, float>,
                  &global_avg_pool_nhwc<V, float>,
                  &add_relu<V, float>,
@@ -66,6 +66,7 @@ CpuTier make_tier(const TierFacts& facts) {
                  &max_pool_nhwc<V, Bf16>,
                  &global_avg_pool_nhwc<V, Bf16>,
                  &add_relu<V, Bf16>,
+                 &run_winograd<Isa, Bf16>,
                  &fma_chains<V>,
                  bf16_dot_chains_of<Isa>()};
 }

@@ -7,6 +7,8 @@
 // transformed weight slab is reused across many tiles, and small enough that its slabs stay
 // near L2. Multiplies per m x m outputs and channel pair: 16 instead of 36 (m = 2), 36
 // instead of 144 (m = 4). Needs in_c a multiple of the vector width and out_c of the block.
+// The activations may be float or bf16 (Act): they are widened on the input transform's loads
+// and rounded once at the output's store; everything between is fp32 (WinogradTensorsOf).
 #pragma once
 
 // Standard headers this file uses. Each tier file includes them before its target pragma,
@@ -72,15 +74,15 @@ inline WinogradTile winograd_tile_at(const WinogradShape& s, int64_t index) {
 }
 
 // V[p][t][c] = (B^T d B)[p] for every vector of channels c of tile t; p = T * row + column.
-template <class V, int M>
-void winograd_input(const WinogradShape& s, const float* input, int64_t first_tile, int64_t tiles, float* v) {
+template <class V, int M, class Act>
+void winograd_input(const WinogradShape& s, const Act* input, int64_t first_tile, int64_t tiles, float* v) {
   using Transform = WinogradTransform<V, M>;
   constexpr int T = M + 2;
   const int64_t c_in = s.in_c, slab = tiles * c_in;
   for (int64_t t = 0; t < tiles; ++t) {
     const WinogradTile tile = winograd_tile_at(s, first_tile + t);
     const int64_t y0 = tile.y - s.pad_h, x0 = tile.x - s.pad_w;
-    const float* image = input + tile.n * s.in_h * s.in_w * c_in;
+    const Act* image = input + tile.n * s.in_h * s.in_w * c_in;
     bool row_ok[T], col_ok[T];
     for (int i = 0; i < T; ++i) {
       row_ok[i] = y0 + i >= 0 && y0 + i < s.in_h;
@@ -108,8 +110,8 @@ void winograd_input(const WinogradShape& s, const float* input, int64_t first_ti
 // Y = A^T P A for each tile and each vector of the `channels` output channels from
 // `first_channel` on (P holds just those), then bias, residual, ReLU, and the store of the
 // outputs inside the image.
-template <class V, int M>
-void winograd_output(const WinogradShape& s, const ConvTensors& ts, const float* products, int64_t first_tile,
+template <class V, int M, class Act>
+void winograd_output(const WinogradShape& s, const WinogradTensorsOf<Act>& ts, const float* products, int64_t first_tile,
                      int64_t tiles, int64_t first_channel, int64_t channels) {
   using Transform = WinogradTransform<V, M>;
   constexpr int T = M + 2;
@@ -163,8 +165,8 @@ WinogradPlan plan_winograd(const WinogradShape& s, int threads) {
   return p;
 }
 
-template <class Isa, int M>
-void run_winograd_tiles(const WinogradShape& s, const ConvTensors& ts, const WinogradPlan& plan, int64_t begin,
+template <class Isa, int M, class Act>
+void run_winograd_tiles(const WinogradShape& s, const WinogradTensorsOf<Act>& ts, const WinogradPlan& plan, int64_t begin,
                         int64_t end) {
   using V = typename Isa::V;
   const int64_t positions = s.positions();
@@ -180,7 +182,7 @@ void run_winograd_tiles(const WinogradShape& s, const ConvTensors& ts, const Win
   for (int64_t item = begin; item < end; ++item) {
     const int64_t chunk = item / plan.ranges, first_channel = (item % plan.ranges) * channels;
     const int64_t first = chunk * plan.tiles_per_chunk, tiles = std::min(plan.tiles_per_chunk, s.tiles() - first);
-    winograd_input<V, M>(s, ts.input, first, tiles, v);
+    winograd_input<V, M, Act>(s, ts.input, first, tiles, v);
     // Each position's product is a 1x1 conv of `tiles` pixels: the direct kernel, on this thread.
     ConvShape gemm{};
     gemm.batch = gemm.in_h = gemm.out_h = 1;
@@ -196,17 +198,17 @@ void run_winograd_tiles(const WinogradShape& s, const ConvTensors& ts, const Win
       const ConvTensors product{v + p * tiles * s.in_c, weight, nullptr, nullptr, m + p * tiles * channels, false};
       run_conv<Isa>(gemm, product, gemm_plan, 0, gemm_plan.items(gemm));
     }
-    winograd_output<V, M>(s, ts, m, first, tiles, first_channel, channels);
+    winograd_output<V, M, Act>(s, ts, m, first, tiles, first_channel, channels);
   }
 }
 
-template <class Isa>
-void run_winograd(const WinogradShape& s, const ConvTensors& ts, const WinogradPlan& plan, int64_t begin,
+template <class Isa, class Act>
+void run_winograd(const WinogradShape& s, const WinogradTensorsOf<Act>& ts, const WinogradPlan& plan, int64_t begin,
                   int64_t end) {
   if (s.m == 4) {
-    run_winograd_tiles<Isa, 4>(s, ts, plan, begin, end);
+    run_winograd_tiles<Isa, 4, Act>(s, ts, plan, begin, end);
   } else {
-    run_winograd_tiles<Isa, 2>(s, ts, plan, begin, end);
+    run_winograd_tiles<Isa, 2, Act>(s, ts, plan, begin, end);
   }
 }
 

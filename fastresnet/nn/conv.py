@@ -65,8 +65,8 @@ class FusedConv2d(OpHolder):
             checks.check_activation(
                 f"optimized model input (first fused layer {self.entry_name!r})",
                 x,
-                dtype=self.weight.dtype,
-                device=self.weight.device,
+                dtype=self.bias.dtype,  # the activations' (a Winograd weight is float32 in a bf16 model)
+                device=self.bias.device,
                 channels=self.in_channels,
             )
             if self.entry_channels_last:
@@ -94,6 +94,19 @@ class FusedConv2d(OpHolder):
         """The CPU tier whose kernels read the weight, or None for the logical layout."""
         return self.layout.tier
 
+    def _apply(self, fn, recurse=True):
+        # A packed weight's dtype is its layout's (a Winograd weight stays float32 in a bf16
+        # model), so a cast of the model moves it but never converts it: a weight cast to a
+        # dtype its kernels do not read would be refused at the next call, or worse, rounded.
+        if self.layout.tier is None:
+            return super()._apply(fn, recurse)
+        weight = self._buffers.pop("weight")
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._buffers["weight"] = weight.to(self.bias.device)
+        return self
+
     def __getstate__(self):
         state = super().__getstate__()
         del state["layout"]  # parsed again on load, by whichever build loads it
@@ -112,6 +125,7 @@ class FusedConv2d(OpHolder):
         # Saved where another tier ran: back to the logical weight, then this machine's layout,
         # no less accurate than the saved one (a direct conv stays direct, F(2x2) never becomes F(4x4)).
         logical = weight_layouts.unpack(self.weight, self.weight_layout, self.out_channels, self.groups)
+        logical = logical.to(self.bias.dtype)  # the layouts are chosen for the activations' dtype
         algorithm = {None: "direct", 2: "winograd2x2", 4: "auto"}[self.layout.winograd_tile]
         self.weight, self.weight_layout, _ = backends.cpu_kernels_backend().prepare_weight(
             logical, self.groups, self.stride, self.dilation, algorithm
@@ -122,6 +136,6 @@ class FusedConv2d(OpHolder):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-            f"relu={self.relu}, backend={self.backend!r}, dtype={self.weight.dtype}, "
+            f"relu={self.relu}, backend={self.backend!r}, dtype={self.bias.dtype}, "
             f"weight_layout={self.weight_layout!r}"
         )

@@ -102,10 +102,22 @@ def check_conv2d_args(
     c_out, c_in_per_group, kh, kw = conv_weight_geometry(where, weight, bias, groups, weight_layout)
     if groups < 1 or c_out % groups != 0:
         raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
-    check_activation(where, input, dtype=weight.dtype, device=weight.device, channels=c_in_per_group * groups)
-    if _shape(bias) != (c_out,) or bias.dtype != weight.dtype or bias.device != weight.device:
+    # The weight's dtype is its layout's: the activations' for the logical layout, float32 for
+    # a Winograd one over bf16 activations. The bias is always in the activations' dtype.
+    layout = weight_layouts.parse(weight_layout, where)
+    activations = weight.dtype if layout.tier is None else bias.dtype
+    if layout.tier is not None and (
+        str(weight.dtype).removeprefix("torch.") != layout.dtype
+        or str(activations).removeprefix("torch.") not in layout.activation_dtypes
+    ):
+        raise TypeError(
+            f"{where}: the weight laid out as {layout.name!r} is {layout.dtype} for activations of dtype "
+            f"{' or '.join(layout.activation_dtypes)}; got a {weight.dtype} weight and a {bias.dtype} bias"
+        )
+    check_activation(where, input, dtype=activations, device=weight.device, channels=c_in_per_group * groups)
+    if _shape(bias) != (c_out,) or bias.dtype != activations or bias.device != weight.device:
         raise ValueError(
-            f"{where}: expected a bias of shape ({c_out},), dtype {weight.dtype} on {weight.device}; "
+            f"{where}: expected a bias of shape ({c_out},), dtype {activations} on {weight.device}; "
             f"got shape {_shape(bias)}, dtype {bias.dtype} on {bias.device}"
         )
     _pair(where, "stride", stride, 1)

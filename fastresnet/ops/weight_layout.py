@@ -24,7 +24,10 @@ class WeightLayout:
     tier: str | None  # the CPU tier whose kernels read it; None for the logical layout
     algorithm: str  # "direct", or "winograd F(2x2,3x3)" / "winograd F(4x4,3x3)"
     winograd_tile: int | None  # m of F(m x m, 3x3), or None for a direct conv
-    dtype: str | None = None  # "float32" or "bfloat16": what its kernels take; None (logical): any
+    dtype: str | None = None  # the weight's, "float32" or "bfloat16"; None (logical): any
+    # The activations' dtypes its kernels take: the weight's, and for Winograd (a float32
+    # weight) bfloat16 too; () for the logical layout: any.
+    activation_dtypes: tuple[str, ...] = ()
     pads_input_channel: bool = False  # bf16 with odd C_in/groups: one zero channel appended per group
 
     def __str__(self) -> str:
@@ -55,16 +58,17 @@ def parse(name: str, where: str = "weight_layout") -> WeightLayout:
 
 def for_tier(tier: str, algorithm: str, dtype: torch.dtype = torch.float32, in_channels_per_group: int = 0) -> str:
     """The name of ``tier``'s layout for ``algorithm`` ("direct", "winograd2x2", "winograd4x4")
-    in ``dtype``; bfloat16 has direct layouts only, one for odd ``in_channels_per_group``."""
+    over ``dtype`` activations; bfloat16 direct has its own pair layouts, one for odd
+    ``in_channels_per_group``, and shares the float32 Winograd ones."""
     wanted = {"direct": None, "winograd2x2": 2, "winograd4x4": 4}[algorithm]
     dtype_name = str(dtype).removeprefix("torch.")
-    pads = dtype == torch.bfloat16 and in_channels_per_group % 2 == 1
+    pads = wanted is None and dtype == torch.bfloat16 and in_channels_per_group % 2 == 1
     (name,) = [
         n
         for n, layout in _packed_layouts().items()
         if layout.tier == tier
         and layout.winograd_tile == wanted
-        and layout.dtype == dtype_name
+        and dtype_name in layout.activation_dtypes
         and layout.pads_input_channel == pads
     ]
     return name
