@@ -56,14 +56,16 @@ const TierRegistration<Avx512<VecAvx512Bf16>> registration({
     .winograd4x4_max_channels = kAvx512Winograd4x4MaxChannels,
     .winograd2x2_max_channels = kAvx512Winograd2x2MaxChannels,
     .bf16_dot_features = "avx512_bf16",
-    // bf16, ms per 3x3 layer at batch 1 / 8, 2 threads, on a 2-vCPU AMD EPYC Zen 4 (direct
-    // VDPBF16PS at 92-95% of its measured 439 GFLOP/s peak; Winograd products in fp32):
-    //   64@56   direct 0.56 / 4.73   F(2x2) 0.61 / 5.81   F(4x4) 0.40 / 4.00
-    //   128@28  direct 0.56 / 4.82   F(2x2) 0.56 / 4.87   F(4x4) 0.35 / 3.18
-    //   256@14  direct 0.57 / 4.60   F(2x2) 0.58 / 4.33   F(4x4) 0.47 / 3.70
-    //   512@7   direct 0.58 / 4.85   F(2x2) 0.73 / 6.31   F(4x4) 1.07 / 4.45
-    // F(4x4) up to 256x256 as in fp32; F(2x2) never wins by much, and at 512@7 it loses:
-    // whole models (ResNet-18/50, batch 1/8) ran 1-14% slower with it there. So no F(2x2).
+    // bf16, ms per 3x3 layer at batch 1 / 8, 2 threads, on a 2-vCPU AMD EPYC Zen 4
+    // (benchmarks/compare_bf16_conv3x3.py; direct VDPBF16PS at 410-452 GFLOP/s, near its
+    // measured 439-457 GFLOP/s peak; Winograd products in fp32):
+    //   64@56   direct 0.56 / 4.30   F(2x2) 0.60 / 4.90   F(4x4) 0.38 / 3.22
+    //   128@28  direct 0.52 / 4.18   F(2x2) 0.54 / 4.56   F(4x4) 0.34 / 2.72
+    //   256@14  direct 0.51 / 4.23   F(2x2) 0.52 / 4.13   F(4x4) 0.44 / 3.28
+    //   512@7   direct 0.54 / 4.13   F(2x2) 0.70 / 5.42   F(4x4) 1.13 / 3.85
+    // F(4x4) up to 256x256 as in fp32; F(2x2) never wins by much, and at 512@7 it loses: with
+    // it up to 512x512, ResNet-18 ran 17% / 8% slower (batch 1 / 8) and ResNet-50 within 1%
+    // (benchmarks/compare_bf16_winograd_limits.py). So no F(2x2).
     .bf16_winograd4x4_max_channels = kAvx512Winograd4x4MaxChannels,
     .bf16_winograd2x2_max_channels = kAvx512Winograd4x4MaxChannels,
 });
