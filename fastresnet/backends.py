@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from . import _ext, cpu_conv_choice
-from .ops import FusedOps, backend_ops, define_backend_ops, kernel_missing, onednn, reference, weight_layout
+from .ops import FusedOps, Int8Ops, backend_ops, define_backend_ops, int8_reference, kernel_missing, onednn, reference
+from .ops import weight_layout
 from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
 ENV_BACKEND = "FASTRESNET_BACKEND"
@@ -39,6 +40,10 @@ class Backend:
 
     def ops(self) -> FusedOps:
         raise NotImplementedError
+
+    def int8_ops(self) -> Int8Ops:
+        """Its int8 ops (ops/schemas.py INT8_SCHEMAS), where it has them."""
+        raise NotImplementedError(f"the {self.name} backend has no int8 ops")
 
     def prepare_weight(
         self,
@@ -83,6 +88,9 @@ class ReferenceBackend(Backend):
 
     def ops(self) -> FusedOps:
         return reference.register()
+
+    def int8_ops(self) -> Int8Ops:
+        return int8_reference.register()
 
     def keeps_channels_last(self, device: torch.device) -> bool:
         # oneDNN and cuDNN run channels_last convs faster, and no extra pass is spent on it:
@@ -317,7 +325,7 @@ def select_backend(
     requested = resolve_name(requested, device.type, stacklevel=3)
     if requested == AUTO:
         for backend in _by_priority(device):
-            reasons = backend.not_supported_reasons(device, dtype)
+            reasons = _reasons(backend, device, dtype)
             if not reasons:
                 return backend, notes
             notes.append(f"auto skipped {backend.name}: {'; '.join(reasons)}")
@@ -325,10 +333,17 @@ def select_backend(
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; valid backends are {_valid_names()}")
     backend = BACKENDS[requested]
-    reasons = backend.not_supported_reasons(device, dtype)
+    reasons = _reasons(backend, device, dtype)
     if reasons:
         raise RuntimeError(f"backend {requested!r} cannot run on {device}: " + "; ".join(reasons))
     return backend, notes
+
+
+def _reasons(backend: Backend, device: torch.device, dtype: torch.dtype | None) -> list[str]:
+    reasons = backend.not_supported_reasons(device, dtype)
+    if dtype == torch.int8 and type(backend).int8_ops is Backend.int8_ops:
+        reasons = [*reasons, "it has no int8 kernels"]
+    return reasons
 
 
 def active_cpu_tier() -> dict:

@@ -52,7 +52,12 @@ class Explanation:
             f"fastresnet: backend={info.backend}, dtype={_name(info.dtype)}, "
             f"device={info.device}; {len(info.fused)} fused ops, {len(info.eager)} modules left eager"
         ]
-        if info.dtype != torch.float32:
+        if info.dtype == torch.int8:
+            lines.append(
+                "dtype: the fused layers below run in int8 (uint8 activations, int8 weights, int32 sums); "
+                "the eager ones stay in float32"
+            )
+        elif info.dtype != torch.float32:
             winograd = [r for r in info.fused if (r.why or "").startswith("F(")]
             kept = (
                 f"the {len(winograd)} Winograd convs keep their transformed weight and products in float32, "

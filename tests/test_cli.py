@@ -99,7 +99,8 @@ def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, mo
     [
         (["bench", "--models", "resnet9"], "unknown model 'resnet9'; valid models are resnet18, resnet34"),
         (["bench", "--backends", "tensorrt"], "unknown backend 'tensorrt'; valid backends are eager, eager-channels-last"),
-        (["bench", "--dtype", "int8"], "unknown dtype 'int8'; valid dtypes are float32, float16, bfloat16"),
+        (["bench", "--dtype", "int4"], "unknown dtype 'int4'; valid dtypes are float32, float16, bfloat16, int8"),
+        (["bench", "--dtype", "int8"], "bench --dtype int8 is not there yet"),
         (["bench", "--batch-sizes", "1,x"], "expected comma-separated integers"),
         (["bench", "--cpu-isa", "sse4"], "argument --cpu-isa: invalid choice: 'sse4'"),
         (["verify", "--models", "vgg16"], "unknown model 'vgg16'"),

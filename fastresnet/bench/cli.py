@@ -13,11 +13,12 @@ import torch
 
 from .. import backends
 from ..api import SUPPORTED_DTYPES, DTYPE_NAMES
+from ..quantization import ESTIMATORS
 from . import layers, machine, peers, report
 from .models import MODEL_NAMES, build_model, check_model_name
 from .suite import Progress, run_benchmark
 from .verify import markdown as verify_markdown
-from .verify import verify_digits, verify_random
+from .verify import verify_digits, verify_int8_digits, verify_random
 
 
 def _list(text: str) -> list[str]:
@@ -35,9 +36,9 @@ def _ints(text: str) -> list[int]:
 
 
 def _dtype(text: str) -> torch.dtype:
-    dtype = DTYPE_NAMES.get(text)
-    if dtype not in SUPPORTED_DTYPES:
-        valid = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
+    dtype = torch.int8 if text == "int8" else DTYPE_NAMES.get(text)
+    if dtype not in (*SUPPORTED_DTYPES, torch.int8):
+        valid = ", ".join(str(d).removeprefix("torch.") for d in (*SUPPORTED_DTYPES, torch.int8))
         raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; valid dtypes are {valid}")
     return dtype
 
@@ -53,7 +54,9 @@ def _device(text: str) -> torch.device:
 def _add_common(parser: argparse.ArgumentParser, default_models: str) -> None:
     parser.add_argument("--models", default=default_models, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--dtype", type=_dtype, default=torch.float32, help="float32, float16 or bfloat16")
+    parser.add_argument(
+        "--dtype", type=_dtype, default=torch.float32, help="float32, float16, bfloat16, or int8 (verify only, digits)"
+    )
     parser.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for the reports")
@@ -83,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--backends", default="fastresnet", help="fastresnet or fastresnet-NAME, comma-separated")
     verify.add_argument("--digits-steps", type=int, default=150, help="training steps of the digits ResNet-18")
     verify.add_argument("--no-digits", action="store_true", help="skip the real-data check")
+    verify.add_argument(
+        "--range-estimator", choices=ESTIMATORS, default=ESTIMATORS[0], help="int8: how activation ranges are calibrated"
+    )
     return main
 
 
@@ -107,6 +113,8 @@ def _validate(args, parse: argparse.ArgumentParser) -> None:
         parse.error(str(error))
     if args.command == "verify" and not all(peers.is_fastresnet(b) for b in args.backends):
         parse.error("verify --backends takes fastresnet or fastresnet-NAME: it checks fastresnet against eager")
+    if args.dtype == torch.int8 and args.command == "bench":
+        parse.error("bench --dtype int8 is not there yet (issue 19's next step); verify --dtype int8 is")
     cpu_isa = getattr(args, "cpu_isa", None)
     if args.device is None:
         args.device = torch.device("cuda" if torch.cuda.is_available() and not cpu_isa else "cpu")
@@ -184,7 +192,13 @@ def bench(args) -> int:
 def verify(args) -> int:
     backend_names = [b.removeprefix("fastresnet").removeprefix("-") or "auto" for b in args.backends]
     rows = []
+    if args.dtype == torch.int8 and (args.no_digits or args.device.type != "cpu"):
+        print("verify --dtype int8 checks the digits model on the CPU only: nothing to do", file=sys.stderr)
+        return 2
     for backend in backend_names:
+        if args.dtype == torch.int8:  # real data only: int8 has no eager in its dtype to judge random data by
+            rows.append(verify_int8_digits(backend, args.digits_steps, args.range_estimator))
+            continue
         for name in args.models:
             rows.append(verify_random(name, backend, args.dtype, args.device, args.image_size))
         if not args.no_digits:

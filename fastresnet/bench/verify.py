@@ -21,8 +21,9 @@ import torch.nn.functional as F
 import torchvision
 
 from ..api import optimize
+from ..quantization import quantize
 from ..explain import explain
-from ..numerics import compare_to_reference, no_tf32
+from ..numerics import INT8_ACCURACY_DROP, INT8_MODEL_ERROR, compare_to_reference, no_tf32
 from .models import build_model
 
 
@@ -130,6 +131,44 @@ def verify_digits(backend: str, dtype: torch.dtype, device: torch.device, steps:
     return row
 
 
+def verify_int8_digits(backend: str, steps: int, range_estimator: str = "minmax", calibration_images: int = 512) -> VerifyRow:
+    """The digits ResNet-18 in int8, calibrated on ``calibration_images`` of its training
+    digits: held-out accuracy against float32 (at most numerics.INT8_ACCURACY_DROP lower),
+    agreement with float32's top-1, and the logits' error against float64 (at most
+    numerics.INT8_MODEL_ERROR of the output scale). The "eager" columns are float32's."""
+    model, images, labels = train_on_digits(steps)
+    train_images = digits()[0][_training_order()[:calibration_images]]
+    fast = quantize(model, train_images.split(32), backend=backend, range_estimator=range_estimator)
+    with torch.no_grad(), no_tf32():
+        ref64 = copy.deepcopy(model).double()(images.double())
+        fp32, out = model(images), fast(images)
+    scale = ref64.abs().max().item()
+    error = (out.double() - ref64).abs().max().item()
+    row = VerifyRow(
+        model="resnet18 (digits)",
+        backend=f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}",
+        dtype="int8",
+        data="digits",
+        max_abs_error=error,
+        relative_error=error / scale,
+        eager_max_abs_error=(fp32.double() - ref64).abs().max().item(),
+        bound=INT8_MODEL_ERROR * scale,
+        top1_agreement=top1_agreement(out, ref64),
+        passed=False,
+        eager_accuracy=(fp32.argmax(1) == labels).float().mean().item(),
+        fastresnet_accuracy=(out.argmax(1) == labels).float().mean().item(),
+        eager_agreement_with_fp32=1.0,
+        fastresnet_agreement_with_fp32=top1_agreement(out, fp32),
+    )
+    row.passed = error <= row.bound and row.fastresnet_accuracy >= row.eager_accuracy - INT8_ACCURACY_DROP
+    return row
+
+
+def _training_order(seed: int = 0) -> torch.Tensor:
+    """The digits train_on_digits() trained on (its first 1500), in its order."""
+    return torch.randperm(len(digits()[0]), generator=torch.Generator().manual_seed(seed))[:1500]
+
+
 def markdown(rows: list[VerifyRow]) -> str:
     lines = [
         "# fastresnet verify",
@@ -137,7 +176,9 @@ def markdown(rows: list[VerifyRow]) -> str:
         "Errors against an fp64 eager reference. Pass: error <= 2 x eager's own error in the same dtype"
         " + the dtype's slack, and for float32 at most 1e-4 of the output scale. Digits rows also:"
         " fastresnet's top-1 agrees with the float32 eager model's at least as often as eager's own in the"
-        " same dtype (the same model cast, unfused: 1 in float32, where it is the float32 model).",
+        " same dtype (the same model cast, unfused: 1 in float32, where it is the float32 model). int8 rows:"
+        " \"eager\" is the float32 model; pass: error <= the int8 bound, and held-out accuracy at most"
+        f" {INT8_ACCURACY_DROP:g} below float32's.",
         "",
         "| model | backend | dtype | data | max abs error | / output scale | eager's error | bound | top-1 vs fp64 "
         "| top-1 vs fp32 eager: eager / fastresnet | accuracy eager / fastresnet | result |",

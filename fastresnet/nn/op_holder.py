@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..ops.schemas import INT8_SCHEMAS
+
 
 class OpHolder(nn.Module):
     """Holds ``self.op`` (an OpOverload) and ``self.backend`` (its backend's name).
@@ -34,7 +36,10 @@ class OpHolder(nn.Module):
         # Saved before a backend was renamed: the name it has now, by the device of its tensors.
         cuda = any(t.is_cuda for t in state.get("_buffers", {}).values() if t is not None)
         state = dict(state, backend=resolve_name(state["backend"], "cuda" if cuda else "cpu"))
-        BACKENDS[state["backend"]].ops()  # defines and registers the backend's ops
+        backend = BACKENDS[state["backend"]]
+        backend.ops()  # defines and registers the backend's ops
         namespace, name = state["op"].split("::")
+        if name.removeprefix(f"{backend.op_prefix}_") in INT8_SCHEMAS:
+            backend.int8_ops()
         state = dict(state, op=getattr(getattr(torch.ops, namespace), name).default)
         super().__setstate__(state)

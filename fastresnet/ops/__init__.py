@@ -1,6 +1,9 @@
 """Fused ops: schemas and fake implementations (schemas, meta), argument checks (checks),
-and the pure-PyTorch reference implementation (reference)."""
+the pure-PyTorch reference implementation (reference), and the int8 ops' reference
+(int8_reference)."""
 
-from .schemas import SCHEMAS, FusedOps, backend_ops, define_backend_ops, kernel_missing, qualname
+from .schemas import INT8_SCHEMAS, SCHEMAS, FusedOps, Int8Ops, backend_ops, define_backend_ops, kernel_missing, qualname
 
-__all__ = ["SCHEMAS", "FusedOps", "backend_ops", "define_backend_ops", "kernel_missing", "qualname"]
+__all__ = [
+    "INT8_SCHEMAS", "SCHEMAS", "FusedOps", "Int8Ops", "backend_ops", "define_backend_ops", "kernel_missing", "qualname",
+]  # fmt: skip

@@ -159,11 +159,12 @@ def check_max_pool2d_args(
     padding: Sequence[int],
     dilation: Sequence[int],
     ceil_mode: bool,
+    dtype: torch.dtype | None = None,
 ) -> tuple:
-    """Validate a max_pool2d call and return its output shape."""
+    """Validate a max_pool2d call and return its output shape; the input floating-point, or of
+    ``dtype`` when given."""
     check_activation(where, input, dtype=input.dtype, device=input.device)
-    if not input.is_floating_point():
-        raise TypeError(f"{where}: expected a floating-point input, got {input.dtype}")
+    _check_dtype(where, input, dtype)
     _pair(where, "kernel_size", kernel_size, 1)
     _pair(where, "stride", stride, 1)
     _pair(where, "padding", padding, 0)
@@ -178,11 +179,88 @@ def check_max_pool2d_args(
     return (input.shape[0], input.shape[1], out_h, out_w)
 
 
-def check_global_avg_pool_args(where: str, input: torch.Tensor) -> tuple:
-    """Validate a global_avg_pool call and return its output shape (N, C)."""
-    check_activation(where, input, dtype=input.dtype, device=input.device)
-    if not input.is_floating_point():
+def _check_dtype(where: str, input: torch.Tensor, dtype: torch.dtype | None) -> None:
+    if dtype is None and not input.is_floating_point():
         raise TypeError(f"{where}: expected a floating-point input, got {input.dtype}")
+    if dtype is not None and input.dtype != dtype:
+        raise TypeError(f"{where}: expected a {dtype} input, got {input.dtype}")
+
+
+def check_global_avg_pool_args(where: str, input: torch.Tensor, dtype: torch.dtype | None = None) -> tuple:
+    """Validate a global_avg_pool call and return its output shape (N, C); the input
+    floating-point, or of ``dtype`` when given."""
+    check_activation(where, input, dtype=input.dtype, device=input.device)
+    _check_dtype(where, input, dtype)
     if input.shape[2] == 0 or input.shape[3] == 0:
         raise ValueError(f"{where}: expected a non-empty H x W plane, got shape {_shape(input)}")
     return (input.shape[0], input.shape[1])
+
+
+# -- int8 ------------------------------------------------------------------------------
+
+
+def _check_zero_point(where: str, name: str, zero_point: int) -> None:
+    if not 0 <= zero_point <= 255:
+        raise ValueError(f"{where}: expected {name} in 0..255 (a uint8 zero point), got {zero_point}")
+
+
+def check_quantize_args(where: str, input: torch.Tensor, scale: float, zero_point: int) -> None:
+    if not isinstance(input, torch.Tensor) or not input.is_floating_point():
+        kind = input.dtype if isinstance(input, torch.Tensor) else type(input).__name__
+        raise TypeError(f"{where}: expected a floating-point tensor to quantize, got {kind}")
+    if not scale > 0 or scale == float("inf"):
+        raise ValueError(f"{where}: expected a finite scale > 0, got {scale}")
+    _check_zero_point(where, "zero_point", zero_point)
+
+
+def _check_per_channel(where: str, name: str, t: torch.Tensor, c_out: int, dtype: torch.dtype, device) -> None:
+    if _shape(t) != (c_out,) or t.dtype != dtype or t.device != device:
+        raise ValueError(
+            f"{where}: expected {name} of shape ({c_out},), dtype {dtype} on {device}; "
+            f"got shape {_shape(t)}, dtype {t.dtype} on {t.device}"
+        )
+
+
+def check_int8_conv2d_args(
+    where: str,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    multiplier: torch.Tensor,
+    bias: torch.Tensor,
+    compensation: torch.Tensor,
+    residual: torch.Tensor | None,
+    residual_zero_point: int,
+    input_zero_point: int,
+    output_zero_point: int,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    weight_layout: str = weight_layouts.LOGICAL,
+) -> tuple:
+    """Validate an int8_conv2d call and return its output shape."""
+    check_logical_layout(where, weight_layout)
+    if weight.dim() != 4 or weight.dtype != torch.int8:
+        raise TypeError(
+            f"{where}: expected an int8 weight (C_out, C_in/groups, KH, KW), got {weight.dtype} of shape {_shape(weight)}"
+        )
+    c_out, c_in_per_group, kh, kw = weight.shape
+    if groups < 1 or c_out % groups != 0:
+        raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
+    check_activation(where, input, dtype=torch.uint8, device=weight.device, channels=c_in_per_group * groups)
+    _check_per_channel(where, "a multiplier", multiplier, c_out, torch.float32, weight.device)
+    _check_per_channel(where, "a bias", bias, c_out, torch.float32, weight.device)
+    _check_per_channel(where, "a compensation", compensation, c_out, torch.int32, weight.device)
+    for name, zero_point in [("input_zero_point", input_zero_point), ("output_zero_point", output_zero_point),
+                             ("residual_zero_point", residual_zero_point)]:  # fmt: skip
+        _check_zero_point(where, name, zero_point)
+    _pair(where, "stride", stride, 1)
+    _pair(where, "padding", padding, 0)
+    _pair(where, "dilation", dilation, 1)
+    out_h = conv2d_output_size(input.shape[2], kh, stride[0], padding[0], dilation[0])
+    out_w = conv2d_output_size(input.shape[3], kw, stride[1], padding[1], dilation[1])
+    _spatial_output(where, input, out_h, out_w)
+    out_shape = (input.shape[0], c_out, out_h, out_w)
+    if residual is not None:
+        check_residual(where, residual, out_shape, input)
+    return out_shape

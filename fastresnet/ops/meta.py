@@ -60,3 +60,34 @@ def max_pool2d(
 def global_avg_pool(input: torch.Tensor) -> torch.Tensor:
     shape = checks.check_global_avg_pool_args("global_avg_pool", input)
     return input.new_empty(shape)
+
+
+# -- int8 ------------------------------------------------------------------------------
+
+
+def quantize(input: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    checks.check_quantize_args("quantize", input, scale, zero_point)
+    return torch.empty_like(input, dtype=torch.uint8, memory_format=output_memory_format(input))
+
+
+def int8_conv2d(
+    input, weight, multiplier, bias, compensation, residual, residual_multiplier, residual_zero_point,
+    input_zero_point, output_zero_point, stride, padding, dilation, groups, relu, weight_layout="oihw",
+) -> torch.Tensor:  # fmt: skip
+    shape = checks.check_int8_conv2d_args(
+        "int8_conv2d", input, weight, multiplier, bias, compensation, residual, residual_zero_point,
+        input_zero_point, output_zero_point, stride, padding, dilation, groups, weight_layout,
+    )  # fmt: skip
+    return input.new_empty(shape).contiguous(memory_format=output_memory_format(input))
+
+
+def int8_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode) -> torch.Tensor:
+    shape = checks.check_max_pool2d_args(
+        "int8_max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, dtype=torch.uint8
+    )
+    return input.new_empty(shape).contiguous(memory_format=output_memory_format(input))
+
+
+def dequantize_global_avg_pool(input: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    shape = checks.check_global_avg_pool_args("dequantize_global_avg_pool", input, dtype=torch.uint8)
+    return input.new_empty(shape, dtype=torch.float32)

@@ -1,0 +1,138 @@
+"""The modules of an int8 model: each calls one int8 op (ops/schemas.py INT8_SCHEMAS).
+
+Between them flow uint8 tensors whose scale and zero point were fixed by calibration
+(fastresnet/quantization): each module holds, as plain numbers, those of the tensors it reads
+and writes, so nothing is looked up at run time. The model's input is quantized once, on entry
+(QuantizeInput); the global average pool hands float32 to the classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .op_holder import OpHolder
+
+
+@dataclass(frozen=True)
+class QParams:
+    """A uint8 tensor's quantization: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+
+class QuantizeInput(OpHolder):
+    """float -> uint8 with the model input's calibrated (scale, zero point); NaN and infinite
+    input is refused with a clear error (it has no uint8 value). Also converts to
+    channels_last once, as the float models' first conv does."""
+
+    def __init__(self, qparams: QParams, *, op: Callable, backend: str, channels: int):
+        super().__init__(op, backend)
+        self.scale, self.zero_point, self.channels = qparams.scale, qparams.zero_point, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"int8 model input: expected (N, {self.channels}, H, W), got {shape}")
+        return self.op(x.contiguous(memory_format=torch.channels_last), self.scale, self.zero_point)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:.6g}, zero_point={self.zero_point}, backend={self.backend!r}"
+
+
+class QuantizedConv2d(OpHolder):
+    """A BN-folded conv with int8 weights (per output channel), bias, optional uint8 residual
+    and ReLU, requantized to uint8 in its epilogue (ops/int8_reference.py gives the arithmetic).
+
+    Buffers: ``weight`` int8 (C_out, C_in/groups, KH, KW); ``weight_scale`` (C_out,);
+    ``multiplier`` = s_in * weight_scale / s_out and ``bias`` = folded bias / s_out, float32;
+    ``compensation`` = input zero point * each output channel's weight sum, int32."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor,
+        *,
+        input: QParams,
+        output: QParams,
+        residual: QParams | None,
+        stride,
+        padding,
+        dilation,
+        groups: int,
+        relu: bool,
+        op: Callable,
+        backend: str,
+    ):
+        super().__init__(op, backend)
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", weight_scale.float())
+        multiplier = (input.scale * weight_scale.double() / output.scale).float()
+        self.register_buffer("multiplier", multiplier)
+        self.register_buffer("bias", (bias.double() / output.scale).float())
+        sums = weight.to(torch.int64).sum(dim=(1, 2, 3))
+        self.register_buffer("compensation", (input.zero_point * sums).to(torch.int32))
+        self.input, self.output, self.residual = input, output, residual
+        self.residual_multiplier = residual.scale / output.scale if residual else 0.0
+        self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
+        self.groups, self.relu = groups, relu
+        self.out_channels = weight.shape[0]
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if (residual is None) != (self.residual is None):
+            raise ValueError(
+                f"int8 conv: calibrated {'with' if self.residual else 'without'} a residual, "
+                f"called {'with' if residual is not None else 'without'} one"
+            )
+        return self.op(
+            x,
+            self.weight,
+            self.multiplier,
+            self.bias,
+            self.compensation,
+            residual,
+            self.residual_multiplier,
+            self.residual.zero_point if self.residual else 0,
+            self.input.zero_point,
+            self.output.zero_point,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.relu,
+        )
+
+    def extra_repr(self) -> str:
+        c_out, c_in_g, kh, kw = self.weight.shape
+        return (
+            f"{c_in_g * self.groups}, {c_out}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
+            f"groups={self.groups}, relu={self.relu}, input={self.input}, output={self.output}, "
+            f"residual={self.residual}, backend={self.backend!r}"
+        )
+
+
+class QuantizedMaxPool2d(OpHolder):
+    """Max pool on uint8: exact, the output keeps the input's scale and zero point."""
+
+    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode: bool, *, op: Callable, backend: str):
+        super().__init__(op, backend)
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.dilation, self.ceil_mode = tuple(padding), tuple(dilation), ceil_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+class DequantizeGlobalAvgPool2d(OpHolder):
+    """uint8 (N, C, H, W) -> float32 (N, C, 1, 1): the mean, dequantized, for the classifier."""
+
+    def __init__(self, qparams: QParams, *, op: Callable, backend: str):
+        super().__init__(op, backend)
+        self.scale, self.zero_point = qparams.scale, qparams.zero_point
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, self.scale, self.zero_point)[:, :, None, None]
