@@ -120,6 +120,11 @@ def check_conv2d_args(
             f"{where}: expected a bias of shape ({c_out},), dtype {activations} on {weight.device}; "
             f"got shape {_shape(bias)}, dtype {bias.dtype} on {bias.device}"
         )
+    return _conv_output_shape(where, input, residual, c_out, kh, kw, stride, padding, dilation)
+
+
+def _conv_output_shape(where, input, residual, c_out, kh, kw, stride, padding, dilation) -> tuple:
+    """The conv's output shape, its stride, padding and dilation checked, and the residual against it."""
     _pair(where, "stride", stride, 1)
     _pair(where, "padding", padding, 0)
     _pair(where, "dilation", dilation, 1)
@@ -254,13 +259,4 @@ def check_int8_conv2d_args(
     for name, zero_point in [("input_zero_point", input_zero_point), ("output_zero_point", output_zero_point),
                              ("residual_zero_point", residual_zero_point)]:  # fmt: skip
         _check_zero_point(where, name, zero_point)
-    _pair(where, "stride", stride, 1)
-    _pair(where, "padding", padding, 0)
-    _pair(where, "dilation", dilation, 1)
-    out_h = conv2d_output_size(input.shape[2], kh, stride[0], padding[0], dilation[0])
-    out_w = conv2d_output_size(input.shape[3], kw, stride[1], padding[1], dilation[1])
-    _spatial_output(where, input, out_h, out_w)
-    out_shape = (input.shape[0], c_out, out_h, out_w)
-    if residual is not None:
-        check_residual(where, residual, out_shape, input)
-    return out_shape
+    return _conv_output_shape(where, input, residual, c_out, kh, kw, stride, padding, dilation)
