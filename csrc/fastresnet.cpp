@@ -69,6 +69,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
           t["bf16_conv"] = tier->bf16_conv;
+          t["int8_conv"] = tier->int8_conv;
           t["winograd4x4_max_channels"] = f.winograd4x4_limit(false);
           t["winograd2x2_max_channels"] = f.winograd2x2_limit(false);
           t["bf16_winograd4x4_max_channels"] = f.winograd4x4_limit(true);
@@ -106,7 +107,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           l["tier"] = layout.tier != nullptr ? py::cast(std::string(layout.tier->name())) : py::none();
           l["algorithm"] = layout.algorithm();
           l["winograd_tile"] = layout.m != 0 ? py::cast(layout.m) : py::none();
-          const auto dtype_name = [](at::ScalarType t) { return t == at::kBFloat16 ? "bfloat16" : "float32"; };
+          const auto dtype_name = [](at::ScalarType t) {
+            return t == at::kBFloat16 ? "bfloat16" : t == at::kShort ? "int16" : t == at::kByte ? "uint8" : "float32";
+          };
           const bool logical = layout.kind == cpu::WeightLayout::kLogical;
           l["dtype"] = logical ? py::none() : py::cast(std::string(dtype_name(layout.dtype())));
           py::list activations;

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from . import _ext, cpu_conv_choice
-from .ops import FusedOps, Int8Ops, backend_ops, define_backend_ops, int8_reference, kernel_missing, onednn, reference
+from .ops import (
+    FusedOps, Int8Ops, backend_ops, cpp_int8, define_backend_ops, int8_reference, kernel_missing, onednn, reference,
+)  # fmt: skip
 from .ops import weight_layout
 from .triton.configs import interpreting  # torch only: triton itself is imported on use
 
@@ -44,6 +46,14 @@ class Backend:
     def int8_ops(self) -> Int8Ops:
         """Its int8 ops (ops/schemas.py INT8_SCHEMAS), where it has them."""
         raise NotImplementedError(f"the {self.name} backend has no int8 ops")
+
+    def int8_weight_layout(self) -> str:
+        """The layout its int8 convs read their weight in (ops/weight_layout.py)."""
+        return weight_layout.LOGICAL
+
+    def int8_note(self) -> str:
+        """For explain() of an int8 model: how its int8 convs compute ("" if nothing to say)."""
+        return ""
 
     def prepare_weight(
         self,
@@ -177,7 +187,8 @@ class CpuKernelsBackend(ExtensionBackend):
             )
         elif dtype is not None and str(dtype).removeprefix("torch.") not in runnable[0]["dtypes"].split():
             # runnable[0]: the tier auto takes (FASTRESNET_CPU_ISA may cap it; optimize() checks that)
-            taken = " or ".join(runnable[0]["dtypes"].split())
+            *others, last = runnable[0]["dtypes"].split()
+            taken = f"{', '.join(others)} or {last}" if others else last
             reasons.append(f"the C++ CPU kernels take {taken}, not {str(dtype).removeprefix('torch.')}")
         return reasons
 
@@ -194,6 +205,17 @@ class CpuKernelsBackend(ExtensionBackend):
             tuple(weight.shape), groups, stride, dilation, tier, algorithm, weight.dtype
         )
         return weight_layout.pack(weight, groups, layout), layout, why
+
+    def int8_ops(self) -> Int8Ops:
+        _ext.extension()
+        return cpp_int8.register()
+
+    def int8_weight_layout(self) -> str:
+        return weight_layout.for_tier_int8(active_cpu_tier()["name"])
+
+    def int8_note(self) -> str:
+        tier = active_cpu_tier()
+        return f"int8 convs: the {tier['name']} tier's, {tier['int8_conv']}"
 
     def choice_note(self) -> str:
         return _ext.cpu_isa_note()  # raises if FASTRESNET_CPU_ISA asks for a tier this CPU lacks

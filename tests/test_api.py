@@ -83,7 +83,7 @@ def test_unknown_backend_lists_the_valid_ones(tiny_resnet):
 
 def test_unavailable_backend_raises_with_its_reasons(tiny_resnet):
     with pytest.raises(
-        RuntimeError, match=r"backend 'cpp-cpu' cannot run on cpu: the C\+\+ CPU kernels take float32 or bfloat16, not float16"
+        RuntimeError, match=r"backend 'cpp-cpu' cannot run on cpu: the C\+\+ CPU kernels take float32, bfloat16 or int8, not float16"
     ):
         fastresnet.optimize(tiny_resnet, backend="cpp-cpu", dtype=torch.float16)
     with pytest.raises(RuntimeError, match=r"backend 'cpp-cuda' cannot run on cpu: the CUDA C\+\+ kernels take CUDA tensors"):

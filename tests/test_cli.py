@@ -61,7 +61,7 @@ def test_bench_end_to_end(tmp_path):
 def test_an_unavailable_backend_is_reported_with_its_reason(tmp_path):
     rows, report = run_bench(tmp_path, "--dtype", "float16", "--backends", "eager,fastresnet-cpp-cpu")
     (unavailable,) = {r["note"] for r in rows if r["backend"] == "fastresnet-cpp-cpu"}
-    assert "the C++ CPU kernels take float32 or bfloat16, not float16" in unavailable
+    assert "the C++ CPU kernels take float32, bfloat16 or int8, not float16" in unavailable
     assert "| fastresnet-cpp-cpu | unavailable |" in report
 
 

@@ -4,6 +4,8 @@ kernel's own edge cases, the packed weight layouts, the layout contract, errors,
 and the backend's choice on CPU."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -202,7 +204,7 @@ def test_auto_picks_the_cpu_kernels_in_float32_and_they_take_bfloat16_too(tiny_r
     assert info.backend == "reference"
     assert BACKENDS["cpp-cpu"].not_supported_reasons(torch.device("cpu"), torch.bfloat16) == []
     reasons = BACKENDS["cpp-cpu"].not_supported_reasons(torch.device("cpu"), torch.float16)
-    assert reasons == ["the C++ CPU kernels take float32 or bfloat16, not float16"]
+    assert reasons == ["the C++ CPU kernels take float32, bfloat16 or int8, not float16"]
 
 
 # -- the tier dispatch, with a faked CPU ---------------------------------------------------
@@ -329,6 +331,31 @@ def test_the_real_cpu_check_agrees_with_this_machine():
     for flag in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni", "amx_bf16",
                  "amx_tile", "amx_int8"):  # fmt: skip
         assert features[flag] == (flag in flags), flag
+
+
+def test_the_code_that_runs_at_load_uses_no_avx():
+    # Every CPU runs the tier files' load-time code (each registers its tier), so it must stay
+    # in the generic target: compiled inside the AVX-512 pragma, the registration copied its
+    # facts with zmm moves and the extension died with SIGILL on load on AVX2-only CPUs
+    # (tier_table.h). Read from the machine code, since an AVX-512 machine runs it either way.
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed: the load-time code cannot be disassembled")
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _ext.extension().__file__],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    load_time, checked, offending = False, set(), []
+    for line in listing.splitlines():
+        if line.endswith(">:"):  # a function starts: "<address> <name>:"
+            name = line.split(" <", 1)[1][:-2]
+            load_time = name.startswith("_GLOBAL__sub_I_") or "TierRegistration" in name or "make_tier" in name
+            if load_time:
+                checked.add(name)
+        elif load_time and "\t" in line:
+            instruction = line.split("\t", 1)[1]
+            if instruction.startswith("v") or re.search(r"%[yz]mm|%k[0-7]", instruction):
+                offending.append(f"{name}: {instruction}")
+    assert any(name.startswith("_GLOBAL__sub_I_tier_") for name in checked), sorted(checked)
+    assert not offending, offending[:5]
 
 
 @NEEDS_AVX512

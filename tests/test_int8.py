@@ -224,10 +224,11 @@ def test_each_int8_conv_is_close_to_its_float_conv_on_the_same_input(tiny_resnet
 def test_optimize_takes_int8_with_calibration_and_explains_it(tiny_resnet):
     fast = fastresnet.optimize(tiny_resnet, dtype=torch.int8, calibration=[(x, 0) for x in calibration_batches()])
     info = fastresnet.explain(fast).info
-    assert info.backend == "reference" and info.dtype == torch.int8
+    assert info.backend == "cpp-cpu" and info.dtype == torch.int8
     text = str(fastresnet.explain(fast))
     assert "dtype: the fused layers below run in int8" in text
-    assert "reference_quantize + reference_int8_conv2d" in text and "reference_dequantize_global_avg_pool" in text
+    assert "cpp_quantize + cpp_int8_conv2d" in text and "cpp_dequantize_global_avg_pool" in text
+    assert "int8 convs: the " in text and "VPMADDWD into int32 (exact)" in text
     assert "what follows it stays in float32 (the classifier" in text
     assert any(row.module == "fc" for row in info.eager)
 
@@ -245,8 +246,8 @@ def test_int8_refuses_missing_or_bad_calibration(tiny_resnet):
         fastresnet.optimize(tiny_resnet, calibration=calibration_batches())
     with pytest.raises(ValueError, match="unknown range_estimator 'p99'"):
         fastresnet.quantize(tiny_resnet, calibration_batches(), range_estimator="p99")
-    with pytest.raises(RuntimeError, match="backend 'cpp-cpu' cannot run on cpu: .*it has no int8 kernels"):
-        fastresnet.quantize(tiny_resnet, calibration_batches(), backend="cpp-cpu")
+    with pytest.raises(RuntimeError, match="backend 'onednn' cannot run on cpu: .*it has no int8 kernels"):
+        fastresnet.quantize(tiny_resnet, calibration_batches(), backend="onednn")
 
 
 def test_an_int8_model_refuses_nan_and_wrong_shapes(tiny_resnet):
@@ -279,7 +280,7 @@ print(fastresnet.explain(saved["model"]).info.dtype)
 def test_verify_int8_on_digits(tmp_path):
     status = cli.main(["verify", "--dtype", "int8", "--digits-steps", "20", "--out", str(tmp_path)])
     (row,) = json.loads((tmp_path / "verify.json").read_text())
-    assert row["dtype"] == "int8" and row["data"] == "digits" and row["backend"] == "reference (auto)"
+    assert row["dtype"] == "int8" and row["data"] == "digits" and row["backend"] == "cpp-cpu (auto)"
     assert row["bound"] == pytest.approx(INT8_MODEL_ERROR * row["max_abs_error"] / row["relative_error"])
     assert row["passed"] == (
         row["max_abs_error"] <= row["bound"] and row["fastresnet_accuracy"] >= row["eager_accuracy"] - 0.005

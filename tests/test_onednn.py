@@ -1,7 +1,9 @@
 """The onednn backend (fastresnet/ops/onednn.py): bfloat16 convs through oneDNN's fused conv,
 chosen by `auto` in bfloat16 on CPUs with AMX. Its ops run on any CPU with oneDNN (oneDNN
-picks its own kernels), so they are checked everywhere; the whole-model tests need the
-backend itself, so a CPU with AMX; the choice is checked on a faked CPU without it."""
+picks its own kernels), so they are checked wherever torch's oneDNN runs bf16 convs at all
+(AVX-512 BW/VL/DQ or AVX-NE-CONVERT: not on an AVX2-only CPU such as AMD Zen 3); the
+whole-model tests need the backend itself, so a CPU with AMX; the choice is checked on a faked
+CPU without it."""
 
 import os
 import subprocess
@@ -24,6 +26,20 @@ HAS_AMX = bool(_ext.cpu_features().get("amx_bf16"))
 needs_amx = pytest.mark.skipif(not HAS_AMX, reason="the onednn backend is chosen only on CPUs with AMX (amx_bf16)")
 
 
+def _runs_onednn_bf16() -> bool:
+    features = _ext.cpu_features()
+    with open("/proc/cpuinfo") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return all(features.get(f) for f in ("avx512bw", "avx512vl", "avx512dq")) or "avx_ne_convert" in flags
+
+
+needs_onednn_bf16 = pytest.mark.skipif(
+    not _runs_onednn_bf16(),
+    reason="torch's oneDNN bf16 convs need avx512bw, avx512vl and avx512dq, or avx_ne_convert; this CPU has neither",
+)
+
+
+@needs_onednn_bf16
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_matches_float64(case, residual):
@@ -36,6 +52,7 @@ def test_conv_matches_float64(case, residual):
     assert torch.equal(OPS.conv2d_bias_act(x, weight, bias, res, *rest), out)
 
 
+@needs_onednn_bf16
 def test_a_changed_weight_is_reordered_again():
     x, weight, bias, _, *rest = conv_args(CONV_CASES[1], dtype=torch.bfloat16, residual=False)
     first = OPS.conv2d_bias_act(x, weight, bias, None, *rest)
@@ -45,6 +62,7 @@ def test_a_changed_weight_is_reordered_again():
     assert not torch.equal(first, second)
 
 
+@needs_onednn_bf16
 def test_weights_made_under_inference_mode_work():
     with torch.inference_mode():
         x, weight, bias, res, *rest = conv_args(CONV_CASES[3], dtype=torch.bfloat16, channels_last=True)
@@ -52,6 +70,7 @@ def test_weights_made_under_inference_mode_work():
     assert op_mismatch(out, conv_reference64(x, weight, bias, res, *rest), torch.bfloat16) is None
 
 
+@needs_onednn_bf16
 def test_conv_opcheck_and_errors():
     x, weight, bias, res, *rest = conv_args(CONV_CASES[3], dtype=torch.bfloat16, channels_last=True)
     torch.library.opcheck(OPS.conv2d_bias_act, (x, weight, bias, res, *rest))

@@ -433,22 +433,30 @@ ConvPlan plan_conv(const ConvShape& s, int threads) {
   return p;
 }
 
-template <class Isa, class T>
-void run_conv(const ConvShape& s, const ConvTensorsOf<T>& t, const ConvPlan& p, int64_t begin, int64_t end) {
-  TileRunner<Isa, T> runner(s, t, p.stream_weights, p.blocks_per_range);
+// Calls run(g, block0, block1, m0, rows, cursor) for each pixel tile, of tile_rows pixels,
+// of items [begin, end) of `p`: the walk the float and int8 kernels share.
+template <class Run>
+void for_each_tile(const ConvShape& s, const ConvPlan& p, int tile_rows, int64_t begin, int64_t end, Run&& run) {
   const int64_t pixels = s.pixels();
   for (int64_t item = begin; item < end; ++item) {
     const int64_t chunk = item % p.chunks, range = (item / p.chunks) % p.ranges, g = item / (p.chunks * p.ranges);
     const int64_t block0 = range * p.blocks_per_range;
     const int64_t block1 = std::min(s.blocks_per_group(), block0 + p.blocks_per_range);
     const int64_t tile0 = chunk * p.tiles_per_chunk, tile1 = std::min(p.tiles, tile0 + p.tiles_per_chunk);
-    PixelCursor cursor(s, tile0 * Isa::kTileRows);
+    PixelCursor cursor(s, tile0 * tile_rows);
     for (int64_t tile = tile0; tile < tile1; ++tile) {
-      const int64_t m0 = tile * Isa::kTileRows;
-      const int rows = static_cast<int>(std::min<int64_t>(Isa::kTileRows, pixels - m0));
-      runner.run(g, block0, block1, m0, rows, cursor);
+      const int64_t m0 = tile * tile_rows;
+      const int rows = static_cast<int>(std::min<int64_t>(tile_rows, pixels - m0));
+      run(g, block0, block1, m0, rows, cursor);
     }
   }
+}
+
+template <class Isa, class T>
+void run_conv(const ConvShape& s, const ConvTensorsOf<T>& t, const ConvPlan& p, int64_t begin, int64_t end) {
+  TileRunner<Isa, T> runner(s, t, p.stream_weights, p.blocks_per_range);
+  for_each_tile(s, p, Isa::kTileRows, begin, end, [&](int64_t g, int64_t block0, int64_t block1, int64_t m0, int rows,
+                                                      PixelCursor& cursor) { runner.run(g, block0, block1, m0, rows, cursor); });
 }
 
 }  // namespace

@@ -102,6 +102,24 @@ struct WinogradPlan {
   int64_t items() const { return chunks * ranges; }
 };
 
+// The int8 conv (int8_conv_kernel.h): uint8 NHWC activations with one (scale, zero point) per
+// tensor, the weight "<tier>:int8-blocked" (layouts.h), int32 sums and the float32
+// requantizing epilogue of ops/int8_reference.py. ConvShape::in_c counts the input's
+// channels padded to a multiple of 4 per group (the reduction runs four steps at a time; the
+// weight is zero there), ConvShape::block is the tier's int8_block.
+struct Int8ConvTensors {
+  const uint8_t* input;          // (batch, in_h, in_w, in_c)
+  const int16_t* weight;         // (groups, blocks, KH, KW, in_c/groups / 4, 2, int8_block, 2)
+  const float* multiplier;       // per output channel, padded with zeros to whole blocks per group
+  const float* bias;             // the same
+  const int32_t* compensation;   // the same
+  const uint8_t* residual;       // (batch, out_h, out_w, out_c), or null
+  float residual_multiplier;
+  int32_t residual_zero_point, input_zero_point, output_zero_point;
+  uint8_t* output;               // (batch, out_h, out_w, out_c)
+  bool relu;
+};
+
 struct PoolShape {
   int64_t batch, in_h, in_w, channels, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
@@ -177,6 +195,13 @@ struct CpuTier {
   // Winograd over bf16 activations, with plan_winograd's plan (WinogradTensorsOf).
   void (*run_winograd_bf16)(const WinogradShape& shape, const WinogradTensorsOf<Bf16>& tensors,
                             const WinogradPlan& plan, int64_t begin, int64_t end);
+  // The int8 conv (Int8ConvTensors): how it multiplies, for explain(), its output channels
+  // per weight block, and its plan and kernel, as plan_conv and run_conv.
+  const char* int8_conv;
+  int64_t int8_block;
+  ConvPlan (*plan_int8_conv)(const ConvShape& shape, int threads);
+  void (*run_int8_conv)(const ConvShape& shape, const Int8ConvTensors& tensors, const ConvPlan& plan, int64_t begin,
+                        int64_t end);
   // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
   // depends on them all, so they cannot be optimised away.
   float (*fma_chains)(int64_t iterations);

@@ -39,6 +39,7 @@ std::string WeightLayout::algorithm() const {
 }
 
 std::vector<at::ScalarType> WeightLayout::activation_dtypes() const {
+  if (kind == kInt8Blocked) return {at::kByte};
   if (kind == kWinograd && has_bf16_kernels(*tier)) return {at::kFloat, at::kBFloat16};
   return {dtype()};
 }
@@ -51,6 +52,7 @@ const std::vector<WeightLayout>& weight_layouts() {
       all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0, 0});
       all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2, 0});
       all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4, 0});
+      all.push_back({prefix + "int8-blocked", WeightLayout::kInt8Blocked, tier, 0, 0});
       if (!has_bf16_kernels(*tier)) continue;
       all.push_back({prefix + "blocked-bf16", WeightLayout::kBlockedBf16, tier, 0, 0});
       all.push_back({prefix + "blocked-bf16-padded", WeightLayout::kBlockedBf16, tier, 0, 1});
@@ -121,6 +123,15 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
                         ") / 2, ", block, ", 2) for C_out=", out_c, " (the bias's length); got ", s);
       return {out_c, 2 * s[4] - layout.pad_in, s[2], s[3]};
     }
+    case WeightLayout::kInt8Blocked: {
+      const int64_t block = layout.tier->int8_block;
+      const bool ok = groups >= 1 && out_c % groups == 0 && s.size() == 8 && s[0] == groups &&
+                      s[1] == ceil_div(out_c / groups, block) && s[5] == 2 && s[6] == block && s[7] == 2;
+      TORCH_CHECK_VALUE(ok, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
+                        ", ceil(C_out/groups/", block, "), KH, KW, C_in/groups rounded up to 4 / 4, 2, ", block,
+                        ", 2) for C_out=", out_c, " (the bias's length); got ", s);
+      return {out_c, 4 * s[4], s[2], s[3]};  // C_in/groups as padded
+    }
   }
   TORCH_CHECK(false, op, ": unhandled layout kind");
 }
@@ -153,6 +164,16 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
       // consecutive reduction steps (channels c, c + 1) side by side per output channel.
       return w.reshape({groups, blocks, block, in_c_padded / 2, 2, kh, kw}).permute({0, 1, 5, 6, 3, 2, 4}).contiguous();
     }
+    case WeightLayout::kInt8Blocked: {
+      TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, op, ": layout '", layout.name,
+                        "' packs an int8 weight, got ", weight.scalar_type());
+      const int64_t block = layout.tier->int8_block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
+      const int64_t in_c4 = ceil_div(in_c_g, 4) * 4;
+      at::Tensor w = weight.to(at::kShort).reshape({groups, out_c_g, in_c_g, kh, kw});
+      w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, in_c4 - in_c_g, 0, blocks * block - out_c_g});  // zeros
+      // (G, NB, B, C4/4, pair, half, KH, KW) -> (G, NB, KH, KW, C4/4, half, B, pair): step 4q + half + 2 pair.
+      return w.reshape({groups, blocks, block, in_c4 / 4, 2, 2, kh, kw}).permute({0, 1, 6, 7, 3, 5, 2, 4}).contiguous();
+    }
     case WeightLayout::kWinograd: {
       const int64_t block = layout.tier->block, t = layout.m + 2;
       TORCH_CHECK_VALUE(kh == 3 && kw == 3 && groups == 1 && out_c % block == 0, op, ": layout '", layout.name,
@@ -170,6 +191,8 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
 
 at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t out_c, int64_t groups) {
   const char* op = "unpack_conv_weight";
+  TORCH_CHECK_VALUE(layout.kind != WeightLayout::kInt8Blocked, op, ": layout '", layout.name,
+                    "' is not unpacked (its padding hides C_in); an int8 model keeps its logical weight");
   const auto geometry = weight_geometry(layout, packed.sizes(), out_c, groups, op);
   switch (layout.kind) {
     case WeightLayout::kLogical:
@@ -194,6 +217,8 @@ at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, i
       const at::Tensor g_pinv = at::linalg_pinv(winograd_g(layout.m));
       return at::matmul(at::matmul(g_pinv, u), g_pinv.t()).to(packed.scalar_type()).contiguous();
     }
+    case WeightLayout::kInt8Blocked:
+      break;  // refused above
   }
   TORCH_CHECK(false, op, ": unhandled layout kind");
 }

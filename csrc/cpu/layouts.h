@@ -12,7 +12,12 @@
 //                         layout with the reduction's steps paired, (groups, ceil(C_out/groups/B),
 //                         KH, KW, C_in/groups / 2, B, 2), rounded once from the float64 fold;
 //   "<tier>:blocked-bf16-padded"  the same for odd C_in/groups, with one zero input channel
-//                         appended per group (the op appends one to the input too).
+//                         appended per group (the op appends one to the input too);
+//   "<tier>:int8-blocked" the int8 conv's (vec_int8_avx2.h): an int8 weight widened to int16,
+//                         C_in/groups zero-padded to C4, a multiple of 4 (the op pads the input
+//                         alike), (groups, ceil(C_out/groups/B), KH, KW, C4/4, 2, B, 2), B =
+//                         the tier's int8_block: for each 4 reduction steps, the even steps'
+//                         pair (0, 2) of every output channel side by side, then the odd (1, 3).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -28,16 +33,18 @@ namespace fastresnet::cpu {
 constexpr const char* kLogicalLayout = "oihw";
 
 struct WeightLayout {
-  enum Kind { kLogical, kBlocked, kWinograd, kBlockedBf16 };
+  enum Kind { kLogical, kBlocked, kWinograd, kBlockedBf16, kInt8Blocked };
   std::string name;
   Kind kind;
   const CpuTier* tier;  // the kernels that read it; null for the logical layout
   int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
   int64_t pad_in;       // zero input channels appended per group: 1 for blocked-bf16-padded
 
-  // The weight's dtype: bf16 for the blocked-bf16 layouts, else float32 (the logical layout
-  // takes either).
-  at::ScalarType dtype() const { return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat; }
+  // The weight's dtype: bf16 for the blocked-bf16 layouts, int16 for int8-blocked, else
+  // float32 (the logical layout takes any).
+  at::ScalarType dtype() const {
+    return kind == kBlockedBf16 ? at::kBFloat16 : kind == kInt8Blocked ? at::kShort : at::kFloat;
+  }
   // The activations' dtypes its kernels take: the weight's own; for Winograd, whose float32
   // weight serves bf16 activations too (WinogradTensorsOf), bf16 as well where the tier has
   // bf16 kernels.
@@ -71,7 +78,8 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
 // A logical weight (C_out, C_in/groups, KH, KW) in `layout`.
 at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLayout& layout, const char* op);
 
-// The logical weight back from a packed one: exact for the blocked layouts; for Winograd
+// The logical weight back from a packed one (not for int8-blocked, whose padding hides
+// C_in: an int8 model keeps its logical weight): exact for the blocked layouts; for Winograd
 // g = G+ U G+^T with G's left inverse, in float64 (exact up to the rounding of U).
 at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t out_c, int64_t groups);
 

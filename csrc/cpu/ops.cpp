@@ -153,12 +153,14 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
   return out.finish();
 }
 
-// The input with one zero channel appended to each group, for a bf16 weight laid out with it
-// (odd C_in/groups: the paired reduction steps need an even count). NHWC.
-at::Tensor append_zero_channel(const at::Tensor& x, int64_t groups) {
+// The input with `count` zero channels appended to each group, for a weight laid out with
+// them: one for a bf16 weight of odd C_in/groups (the paired reduction steps need an even
+// count), up to three for an int8 one (its steps go by four). NHWC.
+at::Tensor append_zero_channels(const at::Tensor& x, int64_t groups, int64_t count = 1) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const at::Tensor padded = at::constant_pad_nd(x.permute({0, 2, 3, 1}).reshape({n, h, w, groups, c / groups}), {0, 1});
-  return padded.reshape({n, h, w, c + groups}).permute({0, 3, 1, 2});
+  const at::Tensor padded =
+      at::constant_pad_nd(x.permute({0, 2, 3, 1}).reshape({n, h, w, groups, c / groups}), {0, count});
+  return padded.reshape({n, h, w, c + groups * count}).permute({0, 3, 1, 2});
 }
 
 template <class T>
@@ -228,7 +230,7 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
 
-  const at::Tensor x = blocked.pad_in ? append_zero_channel(nhwc(input), groups) : nhwc(input);
+  const at::Tensor x = blocked.pad_in ? append_zero_channels(nhwc(input), groups) : nhwc(input);
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
   const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
@@ -312,9 +314,104 @@ at::Tensor global_avg_pool_op(const at::Tensor& input) {
   return out;
 }
 
+// A per-output-channel array padded with zeros to whole blocks per group, as the int8 kernel reads it.
+at::Tensor per_block(const at::Tensor& values, int64_t groups, int64_t blocks, int64_t block) {
+  const int64_t per_group = values.size(0) / groups;
+  return at::constant_pad_nd(values.reshape({groups, per_group}), {0, blocks * block - per_group}).contiguous();
+}
+
+void check_per_channel(const at::Tensor& t, const char* what, at::ScalarType dtype, int64_t out_c, const char* op) {
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == out_c && t.scalar_type() == dtype && t.device().is_cpu(), op,
+                    ": expected ", what, " of shape (", out_c, ",), ", dtype, " on CPU, got ", t.scalar_type(),
+                    " of shape ", t.sizes(), " on ", t.device());
+}
+
+void check_uint8_activation(const at::Tensor& t, const char* op, const char* what) {
+  TORCH_CHECK_VALUE(t.dim() == 4 && t.scalar_type() == at::kByte && t.device().is_cpu(), op, ": expected a 4-D ",
+                    what, " (N, C, H, W) of uint8 on CPU, got ", t.scalar_type(), " of shape ", t.sizes(), " on ",
+                    t.device());
+}
+
+// The int8 conv (ops/int8_reference.py gives its arithmetic; the kernels match it bit for bit).
+at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, const at::Tensor& multiplier,
+                       const at::Tensor& bias, const at::Tensor& compensation, const std::optional<at::Tensor>& residual,
+                       double residual_multiplier, int64_t residual_zero_point, int64_t input_zero_point,
+                       int64_t output_zero_point, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t groups, bool relu, c10::string_view weight_layout) {
+  const char* op = "fastresnet::cpp_int8_conv2d";
+  const WeightLayout& layout = runnable_layout(std::string(weight_layout), op);
+  check_uint8_activation(input, op, "input");
+  const int64_t out_c = bias.size(0);
+  check_per_channel(bias, "a bias", at::kFloat, out_c, op);
+  check_per_channel(multiplier, "a multiplier", at::kFloat, out_c, op);
+  check_per_channel(compensation, "a compensation", at::kInt, out_c, op);
+  for (const int64_t zero_point : {residual_zero_point, input_zero_point, output_zero_point}) {
+    TORCH_CHECK_VALUE(0 <= zero_point && zero_point <= 255, op, ": a uint8 zero point is in 0..255, got ", zero_point);
+  }
+  TORCH_CHECK_VALUE(groups >= 1 && out_c % groups == 0 && input.size(1) % groups == 0, op, ": groups=", groups,
+                    " must divide C_out=", out_c, " and C_in=", input.size(1));
+  TORCH_CHECK_VALUE(layout.kind == WeightLayout::kLogical || layout.kind == WeightLayout::kInt8Blocked, op,
+                    ": expected an int8 weight laid out as 'oihw' or '<tier>:int8-blocked', got '", layout.name, "'");
+  const bool logical = layout.kind == WeightLayout::kLogical;
+  if (logical) {
+    TORCH_CHECK_VALUE(weight_arg.dim() == 4 && weight_arg.scalar_type() == at::kChar && weight_arg.size(0) == out_c,
+                      op, ": expected an int8 weight (C_out, C_in/groups, KH, KW) with C_out=", out_c,
+                      " (the bias's length), got ", weight_arg.scalar_type(), " of shape ", weight_arg.sizes());
+  }
+  const WeightLayout& blocked = logical ? tier_layout(runnable_active_tier(op), "int8-blocked") : layout;
+  const at::Tensor weight = logical ? pack_weight(weight_arg, groups, blocked, op) : weight_arg;
+  const CpuTier& tier = *blocked.tier;
+  const int64_t in_c4 = check_packed_weight(weight, blocked, out_c, groups, op)[1];
+  const int64_t in_c_g = input.size(1) / groups;
+  TORCH_CHECK_VALUE((in_c_g + 3) / 4 * 4 == in_c4, op, ": the weight is for ", in_c4 - 3, "..", in_c4,
+                    " input channels per group, got an input of shape ", input.sizes(), " with groups=", groups);
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation take two values each");
+  ConvShape s{};
+  s.batch = input.size(0), s.in_c = in_c4 * groups, s.in_h = input.size(2), s.in_w = input.size(3);
+  s.kernel_h = weight.size(2), s.kernel_w = weight.size(3);
+  s.stride_h = stride[0], s.stride_w = stride[1], s.pad_h = padding[0], s.pad_w = padding[1];
+  s.dilation_h = dilation[0], s.dilation_w = dilation[1], s.groups = groups, s.out_c = out_c;
+  s.block = tier.int8_block;
+  TORCH_CHECK(s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 && s.dilation_w >= 1 && s.pad_h >= 0 &&
+                  s.pad_w >= 0,
+              op, ": expected stride and dilation >= 1 and padding >= 0, got stride ", stride, ", padding ", padding,
+              ", dilation ", dilation);
+  // int32 holds every sum exactly while K x 255 x 127 < 2^31.
+  constexpr int64_t kMaxReduction = (int64_t(1) << 31) / (255 * 127);
+  TORCH_CHECK_VALUE(s.reduction() <= kMaxReduction, op, ": at most ", kMaxReduction,
+                    " products per output (KH x KW x C_in/groups) fit int32 exactly, got ", s.reduction());
+  s.out_h = conv_output_size(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
+  s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+  TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
+
+  const at::Tensor x = in_c4 != in_c_g ? append_zero_channels(nhwc(input), groups, in_c4 - in_c_g) : nhwc(input);
+  Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
+  std::optional<at::Tensor> res;
+  if (residual.has_value()) {
+    check_uint8_activation(*residual, op, "residual");
+    TORCH_CHECK_VALUE(residual->sizes() == out.result.sizes(), op, ": expected a residual of the output's shape ",
+                      out.result.sizes(), ", got ", residual->sizes());
+    res = nhwc(*residual);
+  }
+  if (s.pixels() == 0 || s.out_c == 0) return out.finish();
+  const int64_t blocks = s.blocks_per_group();
+  const at::Tensor m = per_block(multiplier, groups, blocks, s.block), b = per_block(bias, groups, blocks, s.block);
+  const at::Tensor c = per_block(compensation, groups, blocks, s.block);
+  const Int8ConvTensors t{x.data_ptr<uint8_t>(), weight.data_ptr<int16_t>(), m.data_ptr<float>(), b.data_ptr<float>(),
+                          c.data_ptr<int32_t>(), res ? res->data_ptr<uint8_t>() : nullptr,
+                          static_cast<float>(residual_multiplier), static_cast<int32_t>(residual_zero_point),
+                          static_cast<int32_t>(input_zero_point), static_cast<int32_t>(output_zero_point),
+                          out.nhwc.data_ptr<uint8_t>(), relu};
+  const ConvPlan plan = tier.plan_int8_conv(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_int8_conv(s, t, plan, begin, end); });
+  return out.finish();
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastresnet, CPU, m) {
+  m.impl("cpp_int8_conv2d", &int8_conv2d);
   m.impl("cpp_conv2d_bias_act", &conv2d_bias_act);
   m.impl("cpp_add_relu", &add_relu_op);
   m.impl("cpp_max_pool2d", &max_pool2d_op);

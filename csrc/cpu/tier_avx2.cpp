@@ -1,8 +1,8 @@
 // The AVX2+FMA tier: the kernel templates compiled for 8-wide ymm vectors (16 registers).
-// Enabled for this file only, by the pragma (not a global -mavx2, which would let the
-// compiler use AVX2 in code that runs at import). Standard headers come before the pragma,
-// so the inline functions this file shares with the rest of the extension keep the generic
-// target. Not compiled on other architectures: the build then has no such tier.
+// Enabled for the kernels only, by the pragma region (not a global -mavx2, which would let the
+// compiler use AVX2 in code that runs at import, such as this file's registration, compiled
+// after the region: tier_table.h). Standard headers come before the pragma, so the inline
+// functions this file shares with the rest of the extension keep the generic target. Not compiled on other architectures: the build then has no such tier.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +15,7 @@
 #include "tiers.h"  // before the pragma too: it holds <map> and <string>
 
 #if defined(__x86_64__)
+#pragma GCC push_options  // the target is for the kernels only: see tier_table.h
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
@@ -23,18 +24,30 @@
 #include "conv_kernel.h"
 #include "pool_kernel.h"
 #include "winograd_kernel.h"
-#include "tier_table.h"
+#include "fma_chains.h"
+#include "vec_int8_avx2.h"
+#include "int8_conv_kernel.h"
 
 namespace fastresnet::cpu {
 namespace {
 
 struct Avx2 {
   using V = VecAvx2;
+  using Int8 = Int8Avx2;
   static constexpr int kTileRows = 6;  // 12 accumulators + 2 weight vectors + 1 broadcast = 15 of 16 ymm
   static constexpr int64_t kReductionChunk = 1024;  // as avx512 (see there): 256 was 4% slower on ResNet-50
   static constexpr int64_t kL2Budget = 256 << 10;
   static constexpr int64_t kWinogradTilesPerChunk = 30;
 };
+
+}  // namespace
+}  // namespace fastresnet::cpu
+#pragma GCC pop_options
+
+#include "tier_table.h"
+
+namespace fastresnet::cpu {
+namespace {
 
 // Winograd limits (C_out x C_in): F(4x4) against F(2x2) per layer, ms at batch 1 / 8
 // (benchmarks/test_cpu_conv.py, AMD EPYC Zen 4, 2 threads, 2026-11-25): 128@28 0.49 vs 0.65;
@@ -50,7 +63,7 @@ const TierRegistration<Avx2> registration({
     .features = "avx2 fma",
     .os_state = "ymm",
     .rank = 256,
-    .dtypes = "float32 bfloat16",
+    .dtypes = "float32 bfloat16 int8",
     .winograd4x4_max_channels = 128 * 128,
     .winograd2x2_max_channels = 512 * 512,
 });

@@ -9,6 +9,7 @@ namespace {
 template <class Vec>
 struct Avx512 {
   using V = Vec;
+  using Int8 = Int8Avx2;  // the AVX2 int8 conv (ymm), until VNNI kernels come
   // 16 accumulators + 2 weight vectors + 1 broadcast. Measured on Zen 4, one thread, on
   // ResNet-50's direct layers: 8 rows run at 94-98% of the FMA peak, 12 rows at 84-94%
   // (ResNet-50 batch 1 7% faster). Likely cause: with C_in >= 1024 the rows' input lines,

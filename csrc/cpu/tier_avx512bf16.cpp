@@ -17,6 +17,7 @@
 #include "tiers.h"  // before the pragma too: it holds <map> and <string>
 
 #if defined(__x86_64__)
+#pragma GCC push_options  // the target is for the kernels only: see tier_table.h
 #pragma GCC target("avx512f,avx512bf16,avx2,fma")
 #include <immintrin.h>
 
@@ -41,8 +42,13 @@ struct VecAvx512Bf16 : VecAvx512 {
 #include "conv_kernel.h"
 #include "pool_kernel.h"
 #include "winograd_kernel.h"
-#include "tier_table.h"
+#include "fma_chains.h"
+#include "vec_int8_avx2.h"
+#include "int8_conv_kernel.h"
 #include "tier_avx512.h"
+#pragma GCC pop_options
+
+#include "tier_table.h"
 
 namespace fastresnet::cpu {
 namespace {
@@ -52,7 +58,7 @@ const TierRegistration<Avx512<VecAvx512Bf16>> registration({
     .features = "avx512f avx512_bf16 fma",
     .os_state = "zmm",
     .rank = 520,
-    .dtypes = "float32 bfloat16",
+    .dtypes = "float32 bfloat16 int8",
     .winograd4x4_max_channels = kAvx512Winograd4x4MaxChannels,
     .winograd2x2_max_channels = kAvx512Winograd2x2MaxChannels,
     .bf16_dot_features = "avx512_bf16",

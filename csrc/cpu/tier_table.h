@@ -1,29 +1,18 @@
-// A tier's kernel table, filled from the templates of conv_kernel.h, winograd_kernel.h and
-// pool_kernel.h for one `Isa` (its vector type and tuning constants, see tier_<name>.cpp),
-// and its registration: a tier file that includes this registers its tier when the
-// extension loads, so adding a tier needs no list to edit.
+// A tier's kernel table, filled from the templates of conv_kernel.h, winograd_kernel.h,
+// pool_kernel.h and fma_chains.h for one `Isa` (its vector type and tuning constants, see
+// tier_<name>.cpp), and its registration: a tier file that includes this registers its tier
+// when the extension loads, so adding a tier needs no list to edit.
+//
+// Included after the tier file's `#pragma GCC pop_options`, so that this code, which runs
+// at load on every CPU, has the generic target. The kernel templates it instantiates keep
+// the target they were defined under. (Compiled under the AVX-512 pragma, make_tier copied
+// TierFacts with zmm moves: the extension died with SIGILL on load on AVX2-only CPUs.)
 #pragma once
 
 #include "tiers.h"
 
 namespace fastresnet::cpu {
 namespace {
-
-// The FMA peak probe: kFmaChains independent chains of vector FMAs, so the loop is bound by
-// FMA throughput alone.
-template <class V>
-float fma_chains(int64_t iterations) {
-  typename V::Reg acc[kFmaChains];
-  for (int j = 0; j < kFmaChains; ++j) acc[j] = V::set1(1.0f + 0.01f * j);
-  const typename V::Reg scale = V::set1(0.999999f), shift = V::set1(1e-6f);
-  for (int64_t i = 0; i < iterations; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kFmaChains; ++j) acc[j] = V::fma(acc[j], scale, shift);
-  }
-  typename V::Reg total = acc[0];
-  for (int j = 1; j < kFmaChains; ++j) total = V::add(total, acc[j]);
-  return V::first(total);
-}
 
 // Isa::bf16_dot_chains where the tier defines one (with its own target: see tier_avx512.cpp).
 template <class Isa>
@@ -67,6 +56,10 @@ CpuTier make_tier(const TierFacts& facts) {
                  &global_avg_pool_nhwc<V, Bf16>,
                  &add_relu<V, Bf16>,
                  &run_winograd<Isa, Bf16>,
+                 Isa::Int8::kName,
+                 Isa::Int8::kBlock,
+                 &plan_int8_conv<typename Isa::Int8>,
+                 &run_int8_conv<typename Isa::Int8>,
                  &fma_chains<V>,
                  bf16_dot_chains_of<Isa>()};
 }

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..ops import weight_layout as weight_layouts
 from .op_holder import OpHolder
 
 
@@ -49,7 +50,10 @@ class QuantizedConv2d(OpHolder):
 
     Buffers: ``weight`` int8 (C_out, C_in/groups, KH, KW); ``weight_scale`` (C_out,);
     ``multiplier`` = s_in * weight_scale / s_out and ``bias`` = folded bias / s_out, float32;
-    ``compensation`` = input zero point * each output channel's weight sum, int32."""
+    ``compensation`` = input zero point * each output channel's weight sum, int32. Where the
+    backend reads a packed weight (``weight_layout``, e.g. "avx2:int8-blocked"), it is the
+    buffer ``packed_weight``, made from ``weight`` here and again on load where the tier it
+    was packed for cannot run (``__setstate__``)."""
 
     def __init__(
         self,
@@ -67,6 +71,7 @@ class QuantizedConv2d(OpHolder):
         relu: bool,
         op: Callable,
         backend: str,
+        weight_layout: str = weight_layouts.LOGICAL,
     ):
         super().__init__(op, backend)
         self.register_buffer("weight", weight)
@@ -81,6 +86,23 @@ class QuantizedConv2d(OpHolder):
         self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
         self.groups, self.relu = groups, relu
         self.out_channels = weight.shape[0]
+        self._pack(weight_layout)
+
+    def _pack(self, weight_layout: str) -> None:
+        self.weight_layout = weight_layout
+        packed = None if weight_layout == weight_layouts.LOGICAL else weight_layouts.pack(self.weight, self.groups, weight_layout)
+        self.register_buffer("packed_weight", packed, persistent=False)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        tier = weight_layouts.parse(self.weight_layout, "QuantizedConv2d").tier
+        if tier is None:
+            return
+        from .. import _ext, backends  # here, not at import: backends imports this package
+
+        if any(t["name"] == tier and not t["unsupported_reason"] for t in _ext.cpu_tiers()):
+            return
+        self._pack(backends.cpu_kernels_backend().int8_weight_layout())  # packed where another tier ran
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if (residual is None) != (self.residual is None):
@@ -90,7 +112,7 @@ class QuantizedConv2d(OpHolder):
             )
         return self.op(
             x,
-            self.weight,
+            self.weight if self.packed_weight is None else self.packed_weight,
             self.multiplier,
             self.bias,
             self.compensation,
@@ -104,6 +126,7 @@ class QuantizedConv2d(OpHolder):
             self.dilation,
             self.groups,
             self.relu,
+            self.weight_layout,
         )
 
     def extra_repr(self) -> str:
@@ -111,7 +134,7 @@ class QuantizedConv2d(OpHolder):
         return (
             f"{c_in_g * self.groups}, {c_out}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
             f"groups={self.groups}, relu={self.relu}, input={self.input}, output={self.output}, "
-            f"residual={self.residual}, backend={self.backend!r}"
+            f"residual={self.residual}, weight_layout={self.weight_layout!r}, backend={self.backend!r}"
         )
 
 

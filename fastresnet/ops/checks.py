@@ -243,13 +243,26 @@ def check_int8_conv2d_args(
     groups: int,
     weight_layout: str = weight_layouts.LOGICAL,
 ) -> tuple:
-    """Validate an int8_conv2d call and return its output shape."""
-    check_logical_layout(where, weight_layout)
-    if weight.dim() != 4 or weight.dtype != torch.int8:
-        raise TypeError(
-            f"{where}: expected an int8 weight (C_out, C_in/groups, KH, KW), got {weight.dtype} of shape {_shape(weight)}"
-        )
-    c_out, c_in_per_group, kh, kw = weight.shape
+    """Validate an int8_conv2d call and return its output shape. The weight is int8 in the
+    logical layout, or int16 (the int8 values widened) in a C++ CPU tier's "int8-blocked"
+    layout, whose C_in/groups is padded to a multiple of 4."""
+    layout = weight_layouts.parse(weight_layout, where)
+    if layout.tier is None:
+        if weight.dim() != 4 or weight.dtype != torch.int8:
+            raise TypeError(
+                f"{where}: expected an int8 weight (C_out, C_in/groups, KH, KW), got {weight.dtype} of shape {_shape(weight)}"
+            )
+        c_out, c_in_per_group, kh, kw = weight.shape
+    else:
+        if layout.dtype != "int16" or weight.dtype != torch.int16:
+            raise TypeError(
+                f"{where}: expected an int8 weight in the layout 'oihw' or '<tier>:int8-blocked' (int16), got a "
+                f"{weight.dtype} weight laid out as {layout.name!r}"
+            )
+        c_out, padded, kh, kw = weight_layouts.geometry(where, layout, weight, bias, groups)
+        # The packed weight's C_in/groups is rounded up to 4: the input's own count must round to it.
+        given = input.shape[1] // groups if groups >= 1 and input.dim() == 4 else -1
+        c_in_per_group = given if -(-given // 4) * 4 == padded else padded
     if groups < 1 or c_out % groups != 0:
         raise ValueError(f"{where}: groups={groups} must be >= 1 and divide C_out={c_out}")
     check_activation(where, input, dtype=torch.uint8, device=weight.device, channels=c_in_per_group * groups)

@@ -67,6 +67,7 @@ def int8_conv2d(
     relu: bool,
     weight_layout: str = "oihw",
 ) -> torch.Tensor:
+    checks.check_logical_layout(_where("int8_conv2d"), weight_layout)
     checks.check_int8_conv2d_args(
         _where("int8_conv2d"), input, weight, multiplier, bias, compensation, residual, residual_zero_point,
         input_zero_point, output_zero_point, stride, padding, dilation, groups, weight_layout,

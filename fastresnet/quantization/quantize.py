@@ -76,6 +76,7 @@ def quantize(
         "dequantizes to float32, and what follows it stays in float32 (the classifier: a small share of the "
         "work, and where int8 would cost the most accuracy)",
     ]
+    notes += [note for note in [chosen.int8_note()] if note]
     setattr(int8, INFO_ATTRIBUTE, OptimizationInfo(chosen.name, torch.int8, device, rows, eager, notes))
     return int8
 
@@ -116,7 +117,7 @@ def _convert(model: nn.Module, folded: nn.Module, calib: Calibration, backend) -
                 weight, weight_scale, source.bias,
                 input=qp[wiring.conv_input[name]], output=qp[name], residual=qp[residual] if residual else None,
                 stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups,
-                relu=module.relu, op=ops.int8_conv2d, backend=backend.name,
+                relu=module.relu, op=ops.int8_conv2d, backend=backend.name, weight_layout=backend.int8_weight_layout(),
             )  # fmt: skip
             if name == calib.entry:
                 entry = QuantizeInput(qp[wiring.conv_input[name]], op=ops.quantize, backend=backend.name,

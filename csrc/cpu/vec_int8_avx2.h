@@ -1,0 +1,77 @@
+// The int8 conv's vector operations on ymm registers (AVX2): uint8 activations times int8
+// weights, summed exactly in int32, and the float32 requantizing epilogue. Included by every
+// x86 tier file after its target pragma (AVX2 is part of each): int8_conv_kernel.h is written
+// against this interface.
+//
+// The products: AVX2's VPMADDUBSW multiplies u8 x s8 but sums each pair into a saturating
+// int16 (255 x 127 x 2 = 64770 does not fit), which would make the result depend on the
+// data. Here both operands are 16-bit instead: the weight is stored widened to int16 (its
+// layout, "<tier>:int8-blocked"), and each activation byte is zero-extended in registers, so
+// VPMADDWD's pairs (at most 2 x 255 x 127) and the int32 sums are exact: the answer is the
+// integer sum of the reference (ops/int8_reference.py), bit for bit.
+#pragma once
+
+namespace fastresnet::cpu {
+namespace {
+
+struct Int8Avx2 {
+  using Acc = __m256i;  // 8 int32 sums: one output channel per lane
+  static constexpr int kLanes = 8;
+  static constexpr int kTileRows = 4;  // see int8_conv_kernel.h: 8 accumulators, 4 weight vectors, input, mask
+  static constexpr int64_t kBlock = 2 * kLanes;  // output channels per weight block
+  static constexpr int64_t kL2Budget = 256 << 10;
+  static constexpr const char* kName = "u8 x s8 widened to int16, VPMADDWD into int32 (exact)";
+
+  static Acc zero() { return _mm256_setzero_si256(); }
+  // Four consecutive input bytes (reduction steps 4q .. 4q+3) in every 32-bit lane.
+  static Acc broadcast_quad(const uint8_t* p) {
+    int32_t quad;
+    std::memcpy(&quad, p, sizeof quad);
+    return _mm256_set1_epi32(quad);
+  }
+  // Steps 4q and 4q+2 (half 0) or 4q+1 and 4q+3 (half 1) as two int16 per lane: the low or
+  // the high byte of each 16-bit word, zero-extended. The weight's halves are paired alike.
+  static Acc even_steps(Acc quad) { return _mm256_and_si256(quad, _mm256_set1_epi16(0x00ff)); }
+  static Acc odd_steps(Acc quad) { return _mm256_srli_epi16(quad, 8); }
+  static Acc load_weights(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // acc + x.low * w.low + x.high * w.high per lane, in int32.
+  static Acc dot(Acc acc, Acc x, Acc w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+
+  // The epilogue, in the reference's order (ops/int8_reference.py), one float32 rounding per
+  // operation.
+  using F = __m256;
+  static F to_float(Acc a) { return _mm256_cvtepi32_ps(a); }  // exact below 2^24, else nearest even
+  static Acc sub(Acc a, Acc b) { return _mm256_sub_epi32(a, b); }
+  static Acc load_int32(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F set1(float x) { return _mm256_set1_ps(x); }
+  // The product held in a register by an empty asm, so that the compiler cannot contract it
+  // with the next add into an FMA (one rounding where the reference rounds twice).
+  static F mul(F a, F b) {
+    F product = _mm256_mul_ps(a, b);
+    asm("" : "+x"(product));
+    return product;
+  }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F relu(F a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+  // 8 uint8 (a residual) as float32.
+  static F load_u8(const uint8_t* p) {
+    int64_t bytes;
+    std::memcpy(&bytes, p, sizeof bytes);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes)));
+  }
+  // clamp(round_half_even(t) + zero_point, 0, 255) as 8 bytes. t is first clamped to
+  // [-512, 512], which changes no result (the output saturates beyond) and keeps the
+  // conversion inside int32.
+  static int64_t to_u8(F t, Acc zero_point) {
+    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-512.0f)), _mm256_set1_ps(512.0f));
+    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    return _mm_cvtsi128_si64(_mm_packus_epi16(words, words));  // saturates to 0..255
+  }
+  static Acc set1_int32(int32_t x) { return _mm256_set1_epi32(x); }
+};
+
+}  // namespace
+}  // namespace fastresnet::cpu

@@ -1,0 +1,123 @@
+"""The C++ CPU int8 conv (csrc/cpu/int8_conv_kernel.h) on every tier this CPU runs: bit for
+bit the reference's answer (ops/int8_reference.py), whose integer arithmetic test_int8.py
+checks against an independent integer conv; the packed layout; errors; threads; whole models."""
+
+import pytest
+import torch
+import torchvision
+
+import fastresnet
+from conftest import calibrated
+from fastresnet import _ext
+from fastresnet.backends import BACKENDS
+from fastresnet.nn.int8 import QuantizedConv2d
+from fastresnet.ops import weight_layout
+from test_int8 import INT8_CASES, calibration_batches, int8_args
+
+REFERENCE = BACKENDS["reference"].int8_ops()
+CPP = BACKENDS["cpp-cpu"].int8_ops()
+
+# (C_in, C_out, kernel, stride, padding, dilation, groups, H, W): the kernel's own edge cases.
+KERNEL_CASES = [
+    (13, 20, 3, 1, 1, 1, 1, 7, 5),  # C_in padded to 16; a partial second vector of output channels
+    (16, 5, 1, 1, 0, 1, 1, 3, 3),  # fewer than 8 output channels
+    (64, 40, 1, 1, 0, 1, 1, 5, 4),  # 3 blocks, the last partial; 20 pixels: a partial tile of rows
+    (1100, 24, 1, 1, 0, 1, 1, 4, 5),  # a long reduction
+    (6, 10, 5, 3, 2, 2, 1, 13, 11),  # stride 3, dilation 2, C_in padded from 6 to 8
+    (32, 32, 3, 2, 1, 1, 8, 9, 9),  # grouped, 4 channels per group
+    (10, 12, 3, 1, 1, 1, 2, 6, 6),  # grouped, 5 channels per group: each group padded to 8
+    (8, 8, 1, 1, 1, 1, 1, 3, 3),  # 1x1 with padding: the borders read only the zero point
+]
+
+
+def packed(args, tier):
+    layout = weight_layout.for_tier_int8(tier["name"])
+    return dict(args, weight=weight_layout.pack(args["weight"], args["groups"], layout), weight_layout=layout)
+
+
+@pytest.mark.parametrize("case", INT8_CASES + KERNEL_CASES)
+@pytest.mark.parametrize("residual,relu", [(True, True), (False, False), (False, True), (True, False)])
+def test_int8_conv_is_the_references_bit_for_bit(case, residual, relu, cpu_tier):
+    a = int8_args(case, residual, relu)
+    a["input_zero_point"] = 37  # a zero point in every case: the padding must read it
+    a["compensation"] = (37 * a["weight"].to(torch.int64).sum(dim=(1, 2, 3))).to(torch.int32)
+    expected = REFERENCE.int8_conv2d(**a)
+    for args in (packed(a, cpu_tier), a):  # packed once by quantize(), or per call
+        out = CPP.int8_conv2d(**args)
+        assert out.dtype == torch.uint8 and out.stride() == expected.stride()  # the input's memory format
+        assert torch.equal(out, expected)
+
+
+def test_int8_conv_saturates_and_rounds_ties_as_the_reference(cpu_tier):
+    a = int8_args(INT8_CASES[1], residual=True, relu=False)
+    big = dict(a, multiplier=torch.full_like(a["multiplier"], 0.05))  # most outputs at 0 or 255
+    out = CPP.int8_conv2d(**big)
+    assert torch.equal(out, REFERENCE.int8_conv2d(**big))
+    assert (out == 0).float().mean() > 0.2 and (out == 255).float().mean() > 0.2
+    # multiplier 0.5 with even bias: t lands on .5 exactly wherever the sum is odd
+    ties = dict(a, multiplier=torch.full_like(a["multiplier"], 0.5), bias=torch.full_like(a["bias"], 2.0),
+                residual=None, output_zero_point=100)  # fmt: skip
+    ties["input"] = torch.randint(0, 3, a["input"].shape, dtype=torch.uint8)
+    ties["weight"] = torch.randint(-1, 2, a["weight"].shape, dtype=torch.int8)
+    ties["compensation"] = torch.zeros_like(a["compensation"])
+    assert torch.equal(CPP.int8_conv2d(**ties), REFERENCE.int8_conv2d(**ties))
+
+
+def test_int8_conv_answers_the_same_on_any_thread_count(cpu_tier):
+    a = packed(int8_args((64, 48, 3, 1, 1, 1, 1, 14, 14), residual=True, relu=True), cpu_tier)
+    threads = torch.get_num_threads()
+    try:
+        answers = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            answers.append(CPP.int8_conv2d(**a))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
+
+
+def test_int8_conv_refuses_what_it_cannot_take(cpu_tier):
+    a = int8_args(INT8_CASES[1], residual=False, relu=True)
+    with pytest.raises(ValueError, match="expected a 4-D input .* of uint8 on CPU, got Float"):
+        CPP.int8_conv2d(**{**a, "input": a["input"].float()})
+    with pytest.raises(ValueError, match="expected an int8 weight"):
+        CPP.int8_conv2d(**{**a, "weight": a["weight"].float()})
+    with pytest.raises(ValueError, match=r"expected a multiplier of shape \(16,\), Float"):
+        CPP.int8_conv2d(**{**a, "multiplier": a["multiplier"].double()})
+    with pytest.raises(ValueError, match="a uint8 zero point is in 0..255, got 300"):
+        CPP.int8_conv2d(**{**a, "input_zero_point": 300})
+    p = packed(a, cpu_tier)
+    with pytest.raises(ValueError, match="the weight is for 5..8 input channels per group"):
+        CPP.int8_conv2d(**{**p, "input": torch.zeros(1, 12, 9, 8, dtype=torch.uint8)})
+    huge = dict(a, input=torch.zeros(1, 8000, 3, 3, dtype=torch.uint8),
+                weight=torch.zeros(16, 8000, 3, 3, dtype=torch.int8))  # fmt: skip
+    with pytest.raises(ValueError, match="products per output .* fit int32 exactly, got 72000"):
+        CPP.int8_conv2d(**huge)
+    with pytest.raises(ValueError, match="expected an int8 weight laid out as 'oihw' or '<tier>:int8-blocked'"):
+        CPP.int8_conv2d(**{**a, "weight_layout": f"{cpu_tier['name']}:blocked"})
+
+
+def test_the_fake_takes_the_packed_layout_and_gives_the_kernels_shape(cpu_tier):
+    a = packed(int8_args(KERNEL_CASES[0], residual=True, relu=True), cpu_tier)
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fake = {k: mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in a.items()}
+        out = CPP.int8_conv2d(**fake)
+    assert out.shape == CPP.int8_conv2d(**a).shape and out.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_a_cpp_int8_model_is_the_reference_int8_model_bit_for_bit(name, cpu_tier):
+    model = calibrated(getattr(torchvision.models, name)(num_classes=10), image_size=32)
+    batches = calibration_batches()
+    fast = fastresnet.quantize(model, batches)  # auto: the C++ kernels
+    reference = fastresnet.quantize(model, batches, backend="reference")
+    convs = [m for m in fast.modules() if isinstance(m, QuantizedConv2d)]
+    assert {c.weight_layout for c in convs} == {weight_layout.for_tier_int8(cpu_tier["name"])}
+    assert fastresnet.explain(fast).info.backend == "cpp-cpu"
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(fast(x), reference(x))
+
+
+def test_int8_is_what_the_tiers_say_they_take():
+    assert all("int8" in t["dtypes"].split() for t in _ext.cpu_tiers())
