@@ -119,5 +119,19 @@ def test_a_cpp_int8_model_is_the_reference_int8_model_bit_for_bit(name, cpu_tier
         assert torch.equal(fast(x), reference(x))
 
 
+def test_the_packed_weight_follows_a_loaded_state_dict(tiny_resnet, cpu_tier):
+    fast = fastresnet.quantize(tiny_resnet, calibration_batches())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = fast(x)
+        state = {k: v.clone() for k, v in fast.state_dict().items()}
+        for conv in (m for m in fast.modules() if isinstance(m, QuantizedConv2d)):
+            conv.weight.zero_()
+            conv._pack(conv.weight_layout)
+        assert not torch.equal(fast(x), expected)
+        fast.load_state_dict(state)
+        assert torch.equal(fast(x), expected)
+
+
 def test_int8_is_what_the_tiers_say_they_take():
     assert all("int8" in t["dtypes"].split() for t in _ext.cpu_tiers())

@@ -93,6 +93,10 @@ class QuantizedConv2d(OpHolder):
         packed = None if weight_layout == weight_layouts.LOGICAL else weight_layouts.pack(self.weight, self.groups, weight_layout)
         self.register_buffer("packed_weight", packed, persistent=False)
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._pack(self.weight_layout)  # the packed copy follows the loaded weight
+
     def __setstate__(self, state):
         super().__setstate__(state)
         tier = weight_layouts.parse(self.weight_layout, "QuantizedConv2d").tier
