@@ -84,6 +84,8 @@ def test_int8_conv_refuses_what_it_cannot_take(cpu_tier):
         CPP.int8_conv2d(**{**a, "weight": a["weight"].float()})
     with pytest.raises(ValueError, match=r"expected a multiplier of shape \(16,\), Float"):
         CPP.int8_conv2d(**{**a, "multiplier": a["multiplier"].double()})
+    with pytest.raises(ValueError, match=r"expected a 1-D bias \(C_out,\), got shape \[\]"):
+        CPP.int8_conv2d(**{**a, "bias": torch.tensor(1.0)})
     with pytest.raises(ValueError, match="a uint8 zero point is in 0..255, got 300"):
         CPP.int8_conv2d(**{**a, "input_zero_point": 300})
     p = packed(a, cpu_tier)

@@ -341,6 +341,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   const char* op = "fastresnet::cpp_int8_conv2d";
   const WeightLayout& layout = runnable_layout(std::string(weight_layout), op);
   check_uint8_activation(input, op, "input");
+  TORCH_CHECK_VALUE(bias.dim() == 1, op, ": expected a 1-D bias (C_out,), got shape ", bias.sizes());
   const int64_t out_c = bias.size(0);
   check_per_channel(bias, "a bias", at::kFloat, out_c, op);
   check_per_channel(multiplier, "a multiplier", at::kFloat, out_c, op);
