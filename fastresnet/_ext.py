@@ -53,6 +53,11 @@ def cpu_tiers() -> list[dict]:
     return [dict(t) for t in module.cpu_tiers()] if module is not None else []
 
 
+def tier_runs_here(name: str | None) -> bool:
+    """Whether this build has the CPU tier ``name`` and this CPU runs it."""
+    return any(t["name"] == name and not t["unsupported_reason"] for t in cpu_tiers())
+
+
 def cpu_features() -> dict[str, bool]:
     """This CPU's features (CPUID) and whether the OS saves the ymm/zmm state (XGETBV)."""
     module = extension()

@@ -119,8 +119,7 @@ class FusedConv2d(OpHolder):
             return
         from .. import _ext, backends  # here, not at import: backends imports this package
 
-        tiers = {t["name"]: t for t in _ext.cpu_tiers()}
-        if self.layout.tier in tiers and not tiers[self.layout.tier]["unsupported_reason"]:
+        if _ext.tier_runs_here(self.layout.tier):
             return
         # Saved where another tier ran: back to the logical weight, then this machine's layout,
         # no less accurate than the saved one (a direct conv stays direct, F(2x2) never becomes F(4x4)).

@@ -104,7 +104,7 @@ class QuantizedConv2d(OpHolder):
             return
         from .. import _ext, backends  # here, not at import: backends imports this package
 
-        if any(t["name"] == tier and not t["unsupported_reason"] for t in _ext.cpu_tiers()):
+        if _ext.tier_runs_here(tier):
             return
         self._pack(backends.cpu_kernels_backend().int8_weight_layout())  # packed where another tier ran
 
