@@ -108,7 +108,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           l["algorithm"] = layout.algorithm();
           l["winograd_tile"] = layout.m != 0 ? py::cast(layout.m) : py::none();
           const auto dtype_name = [](at::ScalarType t) {
-            return t == at::kBFloat16 ? "bfloat16" : t == at::kShort ? "int16" : t == at::kByte ? "uint8" : "float32";
+            return t == at::kBFloat16 ? "bfloat16" : t == at::kShort  ? "int16"
+                   : t == at::kChar ? "int8"
+                   : t == at::kByte ? "uint8"
+                                    : "float32";
           };
           const bool logical = layout.kind == cpu::WeightLayout::kLogical;
           l["dtype"] = logical ? py::none() : py::cast(std::string(dtype_name(layout.dtype())));

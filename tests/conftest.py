@@ -68,7 +68,7 @@ def tiny_resnet():
 
 # The C++ CPU kernels' instruction-set tiers, widest first: every one the machine runs gets
 # the kernel tests; one it lacks is skipped with the reason.
-CPU_TIERS = ("avx512bf16", "avx512", "avx2")
+CPU_TIERS = ("avx512bf16", "avx512vnni", "avx512", "avx2")
 
 
 @pytest.fixture(params=CPU_TIERS)

@@ -224,7 +224,7 @@ info = fastresnet.explain(fast).info
 print("backend:", info.backend, "tier:", fastresnet._ext.cpu_isa())
 print("why:", info.fused[0].why)
 """
-    env = dict(os.environ, FASTRESNET_CPU_HIDE="avx512_bf16,amx_bf16", FASTRESNET_BACKEND="")
+    env = dict(os.environ, FASTRESNET_CPU_HIDE="avx512_bf16,avx512_vnni,amx_bf16", FASTRESNET_BACKEND="")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend: cpp-cpu tier: avx512" in result.stdout

@@ -277,7 +277,8 @@ print("backend:", info.backend, info.notes)
 """, FASTRESNET_CPU_HIDE="avx2,avx512f")
     reason = (
         "this CPU runs none of the C++ CPU kernel tiers: avx512bf16: the avx512bf16 kernels need avx512f avx512_bf16 "
-        "fma; this CPU lacks avx512f; avx512: the avx512 kernels need avx512f fma; this CPU lacks avx512f; avx2: the "
+        "avx512_vnni fma; this CPU lacks avx512f; avx512vnni: the avx512vnni kernels need avx512f avx512_vnni fma; "
+        "this CPU lacks avx512f; avx512: the avx512 kernels need avx512f fma; this CPU lacks avx512f; avx2: the "
         "avx2 kernels need avx2 fma; this CPU lacks avx2"
     )
     assert f"reasons: ('{reason}',)" in out
@@ -301,10 +302,10 @@ except ValueError as error:
     lacking = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="avx512", FASTRESNET_CPU_HIDE="avx512f")
     assert (
         "FASTRESNET_CPU_ISA=avx512 asks for a tier this CPU cannot run: the avx512 kernels need avx512f fma; this "
-        "CPU lacks avx512f; this CPU runs avx2 (its flags: avx512_bf16 fma avx2)"
-    ) in lacking
+        "CPU lacks avx512f; this CPU runs avx2 (its flags: "
+    ) in lacking and "fma avx2)" in lacking  # the flags between: whichever of the tiers' this CPU has
     unknown = run_faked(tmp_path, refusing, FASTRESNET_CPU_ISA="sse2")
-    assert "FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512bf16, avx512, avx2, and this CPU runs" in unknown
+    assert "FASTRESNET_CPU_ISA=sse2 is not a CPU kernel tier of this build; it has avx512bf16, avx512vnni, avx512, avx2, and this CPU runs" in unknown
 
 
 def test_set_cpu_isa_switches_the_extension_and_refuses_unknown_tiers(tiny_resnet):

@@ -228,7 +228,7 @@ def test_optimize_takes_int8_with_calibration_and_explains_it(tiny_resnet):
     text = str(fastresnet.explain(fast))
     assert "dtype: the fused layers below run in int8" in text
     assert "cpp_quantize + cpp_int8_conv2d" in text and "cpp_dequantize_global_avg_pool" in text
-    assert "int8 convs: the " in text and "VPMADDWD into int32 (exact)" in text
+    assert "int8 convs: the " in text and ("VPMADDWD into int32 (exact)" in text or "VPDPBUSD, exact" in text)
     assert "what follows it stays in float32 (the classifier" in text
     assert any(row.module == "fc" for row in info.eager)
 

@@ -35,6 +35,23 @@ def packed(args, tier):
     return dict(args, weight=weight_layout.pack(args["weight"], args["groups"], layout), weight_layout=layout)
 
 
+def test_int8_layout_packs_as_its_tier_multiplies(cpu_tier):
+    # VNNI tiers read int8 quads (each channel's 4 steps side by side); the others int16 pairs.
+    layout = weight_layout.parse(weight_layout.for_tier_int8(cpu_tier["name"]))
+    vnni = "VPDPBUSD" in cpu_tier["int8_conv"]
+    assert layout.dtype == ("int8" if vnni else "int16")
+    w = torch.randint(-128, 128, (40, 6, 3, 3), dtype=torch.int8)
+    p = weight_layout.pack(w, 1, layout.name)
+    b, o, c, kh, kw = 32 if vnni else 16, 35, 5, 2, 1  # channel 35: the second block; step 5: quad 1
+    if vnni:
+        assert p.shape == (1, 2, 3, 3, 2, 32, 4)
+        assert p[0, o // b, kh, kw, c // 4, o % b, c % 4] == w[o, c, kh, kw]
+    else:
+        assert p.shape == (1, 3, 3, 3, 2, 2, 16, 2)
+        assert p[0, o // b, kh, kw, c // 4, c % 2, o % b, (c % 4) // 2] == w[o, c, kh, kw]
+    assert (p.flatten(0, 3)[..., 1, :, :].abs().sum() > 0) and p.flatten()[-1] == 0  # C_in 6 padded to 8 with zeros
+
+
 @pytest.mark.parametrize("case", INT8_CASES + KERNEL_CASES)
 @pytest.mark.parametrize("residual,relu", [(True, True), (False, False), (False, True), (True, False)])
 def test_int8_conv_is_the_references_bit_for_bit(case, residual, relu, cpu_tier):

@@ -1,5 +1,6 @@
 // The int8 direct convolution over NHWC uint8 activations, written once against an int8
-// vector policy (vec_int8_avx2.h) and compiled per tier, as conv_kernel.h is for float.
+// vector policy (vec_int8_avx2.h, vec_int8_avx512vnni.h: their products, weight packing and
+// epilogue) and compiled per tier, as conv_kernel.h is for float.
 //
 // The same tiling: a tile of I::kTileRows consecutive output pixels by one block of I::kBlock
 // output channels, its sums in registers; the reduction walked as segments that are
@@ -38,11 +39,11 @@ struct Int8TileOutput {
 };
 
 template <class I, int Rows, int Vectors>
-void int8_tile_kernel(const Int8Segment<I>* segments, int count, const int16_t* panel, const Int8TileOutput& io,
-                      const Int8ConvTensors& t) {
+void int8_tile_kernel(const Int8Segment<I>* segments, int count, const typename I::Weight* panel,
+                      const Int8TileOutput& io, const Int8ConvTensors& t) {
   using Acc = typename I::Acc;
-  // A quad of reduction steps in the panel: two halves (even, odd steps) of kBlock channels x 2.
-  constexpr int64_t kQuad = 2 * I::kBlock * 2;
+  // A quad of reduction steps in the panel: four steps of kBlock channels, as I packs them.
+  constexpr int64_t kQuad = 4 * I::kBlock;
   Acc acc[Rows][Vectors];
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r)
@@ -51,22 +52,18 @@ void int8_tile_kernel(const Int8Segment<I>* segments, int count, const int16_t* 
 
   for (int s = 0; s < count; ++s) {
     const Int8Segment<I>& seg = segments[s];
-    const int16_t* w = panel + seg.k0 / 4 * kQuad;
+    const typename I::Weight* w = panel + seg.k0 / 4 * kQuad;
     for (int64_t k = 0; k < seg.length; k += 4, w += kQuad) {
-      // Both halves' weights first, then each row's quad once: GCC merges the two halves'
-      // products anyway, and with 6 rows (12 accumulators) it spilled them to the stack.
-      Acc even[Vectors], odd[Vectors];
+      // The quad's weights first, then each row's input once: on AVX2, GCC merged the two
+      // halves' products anyway, and with 6 rows (12 accumulators) it spilled them to the stack.
+      typename I::Weights weights[Vectors];
 #pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) {
-        even[v] = I::load_weights(w + 2 * I::kLanes * v);
-        odd[v] = I::load_weights(w + 2 * I::kBlock + 2 * I::kLanes * v);
-      }
+      for (int v = 0; v < Vectors; ++v) weights[v] = I::load_weights(w, v);
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r) {
-        const Acc quad = I::broadcast_quad(seg.rows[r] + k);
-        const Acc x_even = I::even_steps(quad), x_odd = I::odd_steps(quad);
+        const typename I::Input x = I::load_input(seg.rows[r] + k);
 #pragma GCC unroll 4
-        for (int v = 0; v < Vectors; ++v) acc[r][v] = I::dot(I::dot(acc[r][v], x_even, even[v]), x_odd, odd[v]);
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = I::dot(acc[r][v], x, weights[v]);
       }
     }
   }
@@ -89,14 +86,15 @@ void int8_tile_kernel(const Int8Segment<I>* segments, int count, const int16_t* 
         y = I::add(y, I::mul(I::sub(I::load_u8(res), residual_zero_point), residual_multiplier));
       }
       if (t.relu) y = I::relu(y);
-      const int64_t bytes = I::to_u8(y, zero_point);
+      const typename I::U8s bytes = I::to_u8(y, zero_point);
       std::memcpy(io.out + at, &bytes, valid);
     }
   }
 }
 
 template <class I>
-using Int8TileFn = void (*)(const Int8Segment<I>*, int, const int16_t*, const Int8TileOutput&, const Int8ConvTensors&);
+using Int8TileFn = void (*)(const Int8Segment<I>*, int, const typename I::Weight*, const Int8TileOutput&,
+                            const Int8ConvTensors&);
 
 template <class I, int... Rows>
 Int8TileFn<I> select_int8_tile_fn_from(int rows, int vectors, std::integer_sequence<int, Rows...>) {
@@ -153,7 +151,9 @@ class Int8TileRunner {
                         t_.compensation + padded,
                         s_.out_c,
                         std::min(I::kBlock, out_c_g - b * I::kBlock)};
-      const int16_t* panel = t_.weight + (g * blocks + b) * s_.reduction() * I::kBlock;  // int16 per step and channel
+      // One weight element per reduction step and output channel, in either packing.
+      const typename I::Weight* panel =
+          static_cast<const typename I::Weight*>(t_.weight) + (g * blocks + b) * s_.reduction() * I::kBlock;
       select_int8_tile_fn_from<I>(rows, io.channels > I::kLanes ? 2 : 1, std::make_integer_sequence<int, kTileRows>{})(
           segments_.data(), count, panel, io, t_);
     }
@@ -168,7 +168,7 @@ class Int8TileRunner {
   std::vector<Int8Segment<I>> segments_;
 };
 
-// The plan of the float kernel (plan_conv), for the int8 kernel's tile rows and 16-bit weights.
+// The plan of the float kernel (plan_conv), for the int8 kernel's tile rows and weight elements.
 template <class I>
 struct Int8PlanIsa {
   static constexpr int kTileRows = I::kTileRows;
@@ -177,7 +177,7 @@ struct Int8PlanIsa {
 
 template <class I>
 ConvPlan plan_int8_conv(const ConvShape& s, int threads) {
-  return plan_conv<Int8PlanIsa<I>, int16_t>(s, threads);
+  return plan_conv<Int8PlanIsa<I>, typename I::Weight>(s, threads);
 }
 
 template <class I>

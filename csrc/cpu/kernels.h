@@ -102,6 +102,11 @@ struct WinogradPlan {
   int64_t items() const { return chunks * ranges; }
 };
 
+// How a tier's int8 conv reads its weight, "<tier>:int8-blocked" (layouts.h): per quad of
+// reduction steps, kWidenedPairs (int16, AVX2's VPMADDWD: the even steps' pair of every
+// output channel, then the odd) or kQuads (int8, VNNI's VPDPBUSD: each channel's four steps).
+enum class Int8Packing { kWidenedPairs, kQuads };
+
 // The int8 conv (int8_conv_kernel.h): uint8 NHWC activations with one (scale, zero point) per
 // tensor, the weight "<tier>:int8-blocked" (layouts.h), int32 sums and the float32
 // requantizing epilogue of ops/int8_reference.py. ConvShape::in_c counts the input's
@@ -109,7 +114,7 @@ struct WinogradPlan {
 // weight is zero there), ConvShape::block is the tier's int8_block.
 struct Int8ConvTensors {
   const uint8_t* input;          // (batch, in_h, in_w, in_c)
-  const int16_t* weight;         // (groups, blocks, KH, KW, in_c/groups / 4, 2, int8_block, 2)
+  const void* weight;            // in the tier's Int8Packing: int16 or int8, one element per step and channel
   const float* multiplier;       // per output channel, padded with zeros to whole blocks per group
   const float* bias;             // the same
   const int32_t* compensation;   // the same
@@ -196,9 +201,10 @@ struct CpuTier {
   void (*run_winograd_bf16)(const WinogradShape& shape, const WinogradTensorsOf<Bf16>& tensors,
                             const WinogradPlan& plan, int64_t begin, int64_t end);
   // The int8 conv (Int8ConvTensors): how it multiplies, for explain(), its output channels
-  // per weight block, and its plan and kernel, as plan_conv and run_conv.
+  // per weight block and weight packing, and its plan and kernel, as plan_conv and run_conv.
   const char* int8_conv;
   int64_t int8_block;
+  Int8Packing int8_packing;
   ConvPlan (*plan_int8_conv)(const ConvShape& shape, int threads);
   void (*run_int8_conv)(const ConvShape& shape, const Int8ConvTensors& tensors, const ConvPlan& plan, int64_t begin,
                         int64_t end);

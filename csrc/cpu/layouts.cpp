@@ -125,11 +125,15 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
     }
     case WeightLayout::kInt8Blocked: {
       const int64_t block = layout.tier->int8_block;
-      const bool ok = groups >= 1 && out_c % groups == 0 && s.size() == 8 && s[0] == groups &&
-                      s[1] == ceil_div(out_c / groups, block) && s[5] == 2 && s[6] == block && s[7] == 2;
-      TORCH_CHECK_VALUE(ok, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
-                        ", ceil(C_out/groups/", block, "), KH, KW, C_in/groups rounded up to 4 / 4, 2, ", block,
-                        ", 2) for C_out=", out_c, " (the bias's length); got ", s);
+      const bool quads = layout.tier->int8_packing == Int8Packing::kQuads;
+      const bool head = groups >= 1 && out_c % groups == 0 && s.size() >= 5 && s[0] == groups &&
+                        s[1] == ceil_div(out_c / groups, block);
+      const bool tail = quads ? s.size() == 7 && s[5] == block && s[6] == 4
+                              : s.size() == 8 && s[5] == 2 && s[6] == block && s[7] == 2;
+      const std::string expected_tail = quads ? std::to_string(block) + ", 4" : "2, " + std::to_string(block) + ", 2";
+      TORCH_CHECK_VALUE(head && tail, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
+                        ", ceil(C_out/groups/", block, "), KH, KW, C_in/groups rounded up to 4 / 4, ", expected_tail,
+                        ") for C_out=", out_c, " (the bias's length); got ", s);
       return {out_c, 4 * s[4], s[2], s[3]};  // C_in/groups as padded
     }
   }
@@ -169,8 +173,12 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
                         "' packs an int8 weight, got ", weight.scalar_type());
       const int64_t block = layout.tier->int8_block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
       const int64_t in_c4 = ceil_div(in_c_g, 4) * 4;
-      at::Tensor w = weight.to(at::kShort).reshape({groups, out_c_g, in_c_g, kh, kw});
+      at::Tensor w = weight.to(layout.dtype()).reshape({groups, out_c_g, in_c_g, kh, kw});
       w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, in_c4 - in_c_g, 0, blocks * block - out_c_g});  // zeros
+      if (layout.tier->int8_packing == Int8Packing::kQuads) {
+        // (G, NB, B, C4/4, step, KH, KW) -> (G, NB, KH, KW, C4/4, B, step): step 4q + step.
+        return w.reshape({groups, blocks, block, in_c4 / 4, 4, kh, kw}).permute({0, 1, 5, 6, 3, 2, 4}).contiguous();
+      }
       // (G, NB, B, C4/4, pair, half, KH, KW) -> (G, NB, KH, KW, C4/4, half, B, pair): step 4q + half + 2 pair.
       return w.reshape({groups, blocks, block, in_c4 / 4, 2, 2, kh, kw}).permute({0, 1, 6, 7, 3, 5, 2, 4}).contiguous();
     }

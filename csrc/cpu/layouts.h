@@ -13,11 +13,14 @@
 //                         KH, KW, C_in/groups / 2, B, 2), rounded once from the float64 fold;
 //   "<tier>:blocked-bf16-padded"  the same for odd C_in/groups, with one zero input channel
 //                         appended per group (the op appends one to the input too);
-//   "<tier>:int8-blocked" the int8 conv's (vec_int8_avx2.h): an int8 weight widened to int16,
-//                         C_in/groups zero-padded to C4, a multiple of 4 (the op pads the input
-//                         alike), (groups, ceil(C_out/groups/B), KH, KW, C4/4, 2, B, 2), B =
-//                         the tier's int8_block: for each 4 reduction steps, the even steps'
-//                         pair (0, 2) of every output channel side by side, then the odd (1, 3).
+//   "<tier>:int8-blocked" the int8 conv's, C_in/groups zero-padded to C4, a multiple of 4
+//                         (the op pads the input alike), B = the tier's int8_block, packed as
+//                         the tier's Int8Packing says: kWidenedPairs (vec_int8_avx2.h), the
+//                         int8 weight widened to int16, (groups, ceil(C_out/groups/B), KH, KW,
+//                         C4/4, 2, B, 2): for each 4 reduction steps, the even steps' pair
+//                         (0, 2) of every output channel side by side, then the odd (1, 3);
+//                         kQuads (vec_int8_avx512vnni.h), int8, (groups, ceil(C_out/groups/B),
+//                         KH, KW, C4/4, B, 4): each output channel's 4 steps side by side.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -40,10 +43,11 @@ struct WeightLayout {
   int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
   int64_t pad_in;       // zero input channels appended per group: 1 for blocked-bf16-padded
 
-  // The weight's dtype: bf16 for the blocked-bf16 layouts, int16 for int8-blocked, else
-  // float32 (the logical layout takes any).
+  // The weight's dtype: bf16 for the blocked-bf16 layouts, int16 or int8 for int8-blocked
+  // (its tier's Int8Packing), else float32 (the logical layout takes any).
   at::ScalarType dtype() const {
-    return kind == kBlockedBf16 ? at::kBFloat16 : kind == kInt8Blocked ? at::kShort : at::kFloat;
+    if (kind == kInt8Blocked) return tier->int8_packing == Int8Packing::kQuads ? at::kChar : at::kShort;
+    return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat;
   }
   // The activations' dtypes its kernels take: the weight's own; for Winograd, whose float32
   // weight serves bf16 activations too (WinogradTensorsOf), bf16 as well where the tier has

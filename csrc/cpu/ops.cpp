@@ -399,7 +399,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   const int64_t blocks = s.blocks_per_group();
   const at::Tensor m = per_block(multiplier, groups, blocks, s.block), b = per_block(bias, groups, blocks, s.block);
   const at::Tensor c = per_block(compensation, groups, blocks, s.block);
-  const Int8ConvTensors t{x.data_ptr<uint8_t>(), weight.data_ptr<int16_t>(), m.data_ptr<float>(), b.data_ptr<float>(),
+  const Int8ConvTensors t{x.data_ptr<uint8_t>(), weight.const_data_ptr(), m.data_ptr<float>(), b.data_ptr<float>(),
                           c.data_ptr<int32_t>(), res ? res->data_ptr<uint8_t>() : nullptr,
                           static_cast<float>(residual_multiplier), static_cast<int32_t>(residual_zero_point),
                           static_cast<int32_t>(input_zero_point), static_cast<int32_t>(output_zero_point),

@@ -5,7 +5,8 @@
 // the compiler use AVX-512 in code that runs at import, such as this file's registration,
 // compiled after the region: tier_table.h). Standard headers come before the pragma, so the
 // inline functions this file shares with the rest of the extension keep the generic target.
-// The int8 conv is the AVX2 one (vec_int8_avx2.h) until VNNI kernels come. Not compiled on other architectures: the build then has no such tier.
+// The int8 conv is the AVX2 one (vec_int8_avx2.h); CPUs with AVX512_VNNI run the
+// avx512vnni tier's. Not compiled on other architectures: the build then has no such tier.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -38,7 +39,7 @@
 namespace fastresnet::cpu {
 namespace {
 
-const TierRegistration<Avx512<VecAvx512>> registration({
+const TierRegistration<Avx512<VecAvx512, Int8Avx2>> registration({
     .name = "avx512",
     .features = "avx512f fma",
     .os_state = "zmm",

@@ -1,15 +1,17 @@
-// The AVX-512 tiers' tuning (avx512 and avx512bf16 share it: the same zmm kernels, the
-// latter with VDPBF16PS for bf16). Included by tier_avx512.cpp and tier_avx512bf16.cpp after
-// their target pragmas and the kernel templates.
+// The AVX-512 tiers' tuning (avx512, avx512vnni and avx512bf16 share it: the same zmm
+// kernels, the second with VPDPBUSD for int8, the third with VPDPBUSD and VDPBF16PS for bf16).
+// Included by their tier files after the target pragmas and the kernel templates.
 #pragma once
 
 namespace fastresnet::cpu {
 namespace {
 
-template <class Vec>
+// Int8Policy: the int8 conv's (Int8Avx512Vnni with AVX512_VNNI; else Int8Avx2, ymm, since
+// the zmm forms of its 16-bit products need AVX512BW, which the avx512 tier does not ask for).
+template <class Vec, class Int8Policy>
 struct Avx512 {
   using V = Vec;
-  using Int8 = Int8Avx2;  // the AVX2 int8 conv (ymm), until VNNI kernels come
+  using Int8 = Int8Policy;
   // 16 accumulators + 2 weight vectors + 1 broadcast. Measured on Zen 4, one thread, on
   // ResNet-50's direct layers: 8 rows run at 94-98% of the FMA peak, 12 rows at 84-94%
   // (ResNet-50 batch 1 7% faster). Likely cause: with C_in >= 1024 the rows' input lines,

@@ -3,8 +3,10 @@
 // twice the products of an fp32 FMA, reading the weight's pairs (ConvTensorsOf) as they are.
 // What it gains depends on the CPU: where VDPBF16PS issues as often as an FMA (AMD Zen 4)
 // it doubles the reduction's rate; where it does not, the widening path of the avx512 tier
-// may be as fast (FASTRESNET_CPU_ISA=avx512 picks it). Enabled for this file only, by the
-// pragma, as in tier_avx512.cpp.
+// may be as fast (FASTRESNET_CPU_ISA=avx512 picks it). Its int8 conv is the avx512vnni
+// tier's (VPDPBUSD): it asks for AVX512_VNNI too, which every CPU with AVX512_BF16 so far has
+// (Intel Cooper Lake and later Xeons, AMD Zen 4 and later). Enabled for this file only, by
+// the pragma, as in tier_avx512.cpp.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -18,7 +20,7 @@
 
 #if defined(__x86_64__)
 #pragma GCC push_options  // the target is for the kernels only: see tier_table.h
-#pragma GCC target("avx512f,avx512bf16,avx2,fma")
+#pragma GCC target("avx512f,avx512bf16,avx512vnni,avx2,fma")
 #include <immintrin.h>
 
 #include "vec_avx512.h"
@@ -43,7 +45,7 @@ struct VecAvx512Bf16 : VecAvx512 {
 #include "pool_kernel.h"
 #include "winograd_kernel.h"
 #include "fma_chains.h"
-#include "vec_int8_avx2.h"
+#include "vec_int8_avx512vnni.h"
 #include "int8_conv_kernel.h"
 #include "tier_avx512.h"
 #pragma GCC pop_options
@@ -53,9 +55,9 @@ struct VecAvx512Bf16 : VecAvx512 {
 namespace fastresnet::cpu {
 namespace {
 
-const TierRegistration<Avx512<VecAvx512Bf16>> registration({
+const TierRegistration<Avx512<VecAvx512Bf16, Int8Avx512Vnni>> registration({
     .name = "avx512bf16",
-    .features = "avx512f avx512_bf16 fma",
+    .features = "avx512f avx512_bf16 avx512_vnni fma",
     .os_state = "zmm",
     .rank = 520,
     .dtypes = "float32 bfloat16 int8",

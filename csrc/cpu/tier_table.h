@@ -58,6 +58,7 @@ CpuTier make_tier(const TierFacts& facts) {
                  &run_winograd<Isa, Bf16>,
                  Isa::Int8::kName,
                  Isa::Int8::kBlock,
+                 Isa::Int8::kPacking,
                  &plan_int8_conv<typename Isa::Int8>,
                  &run_int8_conv<typename Isa::Int8>,
                  &fma_chains<V>,

@@ -22,20 +22,35 @@ struct Int8Avx2 {
   static constexpr int64_t kL2Budget = 256 << 10;
   static constexpr const char* kName = "u8 x s8 widened to int16, VPMADDWD into int32 (exact)";
 
+  // The weight's elements and packing: int16, each quad of steps as two pairs (layouts.h).
+  using Weight = int16_t;
+  static constexpr Int8Packing kPacking = Int8Packing::kWidenedPairs;
+
   static Acc zero() { return _mm256_setzero_si256(); }
-  // Four consecutive input bytes (reduction steps 4q .. 4q+3) in every 32-bit lane.
-  static Acc broadcast_quad(const uint8_t* p) {
+  // One pixel's four reduction steps 4q .. 4q+3, as the products read them: steps 4q and
+  // 4q+2 (even) and 4q+1 and 4q+3 (odd) as two int16 per 32-bit lane, the low or high byte
+  // of each 16-bit word of the broadcast quad, zero-extended. The weight's pairs match.
+  struct Input {
+    Acc even, odd;
+  };
+  static Input load_input(const uint8_t* p) {
     int32_t quad;
     std::memcpy(&quad, p, sizeof quad);
-    return _mm256_set1_epi32(quad);
+    const Acc q = _mm256_set1_epi32(quad);
+    return {_mm256_and_si256(q, _mm256_set1_epi16(0x00ff)), _mm256_srli_epi16(q, 8)};
   }
-  // Steps 4q and 4q+2 (half 0) or 4q+1 and 4q+3 (half 1) as two int16 per lane: the low or
-  // the high byte of each 16-bit word, zero-extended. The weight's halves are paired alike.
-  static Acc even_steps(Acc quad) { return _mm256_and_si256(quad, _mm256_set1_epi16(0x00ff)); }
-  static Acc odd_steps(Acc quad) { return _mm256_srli_epi16(quad, 8); }
-  static Acc load_weights(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  // acc + x.low * w.low + x.high * w.high per lane, in int32.
-  static Acc dot(Acc acc, Acc x, Acc w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+  // Vector v (output channels kLanes v ..) of a quad's weights: the even pairs, then the odd.
+  struct Weights {
+    Acc even, odd;
+  };
+  static Weights load_weights(const Weight* quad, int v) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kLanes * v)),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kBlock + 2 * kLanes * v))};
+  }
+  // acc + the quad's four products per lane, exact in int32 (VPMADDWD's pairs cannot overflow).
+  static Acc dot(Acc acc, const Input& x, const Weights& w) {
+    return _mm256_add_epi32(_mm256_add_epi32(acc, _mm256_madd_epi16(x.even, w.even)), _mm256_madd_epi16(x.odd, w.odd));
+  }
 
   // The epilogue, in the reference's order (ops/int8_reference.py), one float32 rounding per
   // operation.
@@ -64,7 +79,8 @@ struct Int8Avx2 {
   // clamp(round_half_even(t) + zero_point, 0, 255) as 8 bytes. t is first clamped to
   // [-512, 512], which changes no result (the output saturates beyond) and keeps the
   // conversion inside int32.
-  static int64_t to_u8(F t, Acc zero_point) {
+  using U8s = int64_t;  // kLanes bytes
+  static U8s to_u8(F t, Acc zero_point) {
     t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-512.0f)), _mm256_set1_ps(512.0f));
     const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));

@@ -244,8 +244,8 @@ def check_int8_conv2d_args(
     weight_layout: str = weight_layouts.LOGICAL,
 ) -> tuple:
     """Validate an int8_conv2d call and return its output shape. The weight is int8 in the
-    logical layout, or int16 (the int8 values widened) in a C++ CPU tier's "int8-blocked"
-    layout, whose C_in/groups is padded to a multiple of 4."""
+    logical layout, or in a C++ CPU tier's "int8-blocked" layout (int8, or int16 where the
+    tier widens it), whose C_in/groups is padded to a multiple of 4."""
     layout = weight_layouts.parse(weight_layout, where)
     if layout.tier is None:
         if weight.dim() != 4 or weight.dtype != torch.int8:
@@ -254,9 +254,10 @@ def check_int8_conv2d_args(
             )
         c_out, c_in_per_group, kh, kw = weight.shape
     else:
-        if layout.dtype != "int16" or weight.dtype != torch.int16:
+        if "uint8" not in layout.activation_dtypes or str(weight.dtype) != f"torch.{layout.dtype}":
             raise TypeError(
-                f"{where}: expected an int8 weight in the layout 'oihw' or '<tier>:int8-blocked' (int16), got a "
+                f"{where}: expected an int8 weight in the layout 'oihw' or '<tier>:int8-blocked' "
+                f"({layout.dtype if 'uint8' in layout.activation_dtypes else 'int8 or int16'}), got a "
                 f"{weight.dtype} weight laid out as {layout.name!r}"
             )
         c_out, padded, kh, kw = weight_layouts.geometry(where, layout, weight, bias, groups)

@@ -24,7 +24,9 @@ class WeightLayout:
     tier: str | None  # the CPU tier whose kernels read it; None for the logical layout
     algorithm: str  # "direct", or "winograd F(2x2,3x3)" / "winograd F(4x4,3x3)"
     winograd_tile: int | None  # m of F(m x m, 3x3), or None for a direct conv
-    dtype: str | None = None  # the weight's, "float32", "bfloat16" or "int16" (int8 widened); None (logical): any
+    # The weight's: "float32", "bfloat16", or for int8 convs "int8" or "int16" (widened, on
+    # tiers without VNNI); None (logical): any.
+    dtype: str | None = None
     # The activations' dtypes its kernels take: the weight's, and for Winograd (a float32
     # weight) bfloat16 too; () for the logical layout: any.
     activation_dtypes: tuple[str, ...] = ()
@@ -75,8 +77,8 @@ def for_tier(tier: str, algorithm: str, dtype: torch.dtype = torch.float32, in_c
 
 
 def for_tier_int8(tier: str) -> str:
-    """The name of ``tier``'s int8 conv layout (int16 weights, C_in padded to 4 per group)."""
-    (name,) = [n for n, layout in _packed_layouts().items() if layout.tier == tier and layout.dtype == "int16"]
+    """The name of ``tier``'s int8 conv layout (C_in padded to 4 per group)."""
+    (name,) = [n for n, layout in _packed_layouts().items() if layout.tier == tier and "uint8" in layout.activation_dtypes]
     return name
 
 
