@@ -154,3 +154,14 @@ def test_the_packed_weight_follows_a_loaded_state_dict(tiny_resnet, cpu_tier):
 
 def test_int8_is_what_the_tiers_say_they_take():
     assert all("int8" in t["dtypes"].split() for t in _ext.cpu_tiers())
+
+
+def test_a_packed_int8_weight_of_the_other_packings_dtype_is_refused(cpu_tier):
+    a = packed(int8_args(INT8_CASES[0], residual=False, relu=True), cpu_tier)
+    other = torch.int16 if a["weight"].dtype == torch.int8 else torch.int8
+    wrong = dict(a, weight=a["weight"].to(other))
+    with pytest.raises(RuntimeError, match=f"weight laid out as '{a['weight_layout']}', got a contiguous"):
+        CPP.int8_conv2d(**wrong)  # the kernel's own check
+    meta = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in wrong.items()}
+    with pytest.raises(TypeError, match=f"laid out as '{a['weight_layout']}' to be {a['weight'].dtype}, got {other}"):
+        torch.ops.fastresnet.cpp_int8_conv2d(**meta)  # the schema's check, for tracing (ops/meta.py)

@@ -254,11 +254,15 @@ def check_int8_conv2d_args(
             )
         c_out, c_in_per_group, kh, kw = weight.shape
     else:
-        if "uint8" not in layout.activation_dtypes or str(weight.dtype) != f"torch.{layout.dtype}":
+        if "uint8" not in layout.activation_dtypes:
             raise TypeError(
-                f"{where}: expected an int8 weight in the layout 'oihw' or '<tier>:int8-blocked' "
-                f"({layout.dtype if 'uint8' in layout.activation_dtypes else 'int8 or int16'}), got a "
+                f"{where}: expected an int8 weight in the layout 'oihw' or '<tier>:int8-blocked', got a "
                 f"{weight.dtype} weight laid out as {layout.name!r}"
+            )
+        if str(weight.dtype) != f"torch.{layout.dtype}":
+            raise TypeError(
+                f"{where}: expected an int8 weight laid out as {layout.name!r} to be torch.{layout.dtype}, "
+                f"got {weight.dtype}"
             )
         c_out, padded, kh, kw = weight_layouts.geometry(where, layout, weight, bias, groups)
         # The packed weight's C_in/groups is rounded up to 4: the input's own count must round to it.
