@@ -1,10 +1,13 @@
-"""int8 on the C++ CPU kernels against fastresnet float32 and the int8 reference, interleaved
-in one process, with each candidate's share of the convs' time.
+"""fastresnet int8 against its float32 and the int8 reference, interleaved in one process, with
+where the int8 model's time goes.
 
     .venv/bin/python benchmarks/compare_int8_cpu.py resnet50 1
 
-Candidates: float32 (auto: the C++ kernels, Winograd where it pays), int8 on the C++ kernels
-(auto), and at batch 1 the int8 reference (plain PyTorch, the same answers). The int8 models
+Candidates: float32 (auto: the C++ kernels, Winograd where it pays), int8 on auto's backend
+(oneDNN's convs on a CPU with AMX, else the C++ kernels), int8 on the C++ kernels where auto
+took oneDNN, OpenVINO after NNCF post-training quantization on the same calibration batches
+(where nncf is installed: pip install nncf), and at batch 1 the int8 reference (plain
+PyTorch, the same answers). The int8 models
 are calibrated on 4 random batches: the speed does not depend on the ranges. Each round runs
 every candidate twice and keeps the mean; medians of 5 rounds are printed, then where the int8
 model's time goes (torch.profiler, one call).
@@ -19,15 +22,35 @@ import fastresnet
 from fastresnet.bench.models import build_model
 
 
+def openvino_nncf_int8(model: torch.nn.Module, calibration: list, example: torch.Tensor):
+    """OpenVINO's int8 model by nncf.quantize (its defaults) on ``calibration``, compiled as the
+    openvino peer is (fastresnet/bench/peers.py): 2 threads, latency hint; None without nncf."""
+    try:
+        import nncf
+        import openvino
+    except ImportError:
+        return None
+    program = torch.export.export(model, (example,))
+    converted = openvino.convert_model(program, input=[tuple(example.shape)])
+    quantized = nncf.quantize(converted, nncf.Dataset([x.numpy() for x in calibration]))
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
+    compiled = openvino.Core().compile_model(quantized, "CPU", config)
+    return lambda x: torch.from_numpy(compiled(x.numpy())[0])
+
+
 def main(name: str, batch: int, rounds: int = 5) -> None:
     torch.set_num_threads(2)
     model = build_model(name)
     x = torch.randn(batch, 3, 224, 224)
-    calibration = [torch.randn(2, 3, 224, 224) for _ in range(4)]
-    candidates = {
-        "fp32 auto": fastresnet.optimize(model),
-        "int8 cpp-cpu": fastresnet.quantize(model, calibration),
-    }
+    calibration = [torch.randn(batch, 3, 224, 224) for _ in range(4)]
+    int8 = fastresnet.quantize(model, calibration)
+    chosen = fastresnet.explain(int8).info.backend
+    candidates = {"fp32 auto": fastresnet.optimize(model), f"int8 {chosen}": int8}
+    if chosen != "cpp-cpu":
+        candidates["int8 cpp-cpu"] = fastresnet.quantize(model, calibration, backend="cpp-cpu")
+    nncf_int8 = openvino_nncf_int8(model, calibration, x)
+    if nncf_int8 is not None:
+        candidates["int8 OpenVINO+NNCF"] = nncf_int8
     if batch == 1:
         candidates["int8 reference"] = fastresnet.quantize(model, calibration, backend="reference")
     times = {k: [] for k in candidates}
@@ -46,7 +69,7 @@ def main(name: str, batch: int, rounds: int = 5) -> None:
         median = sorted(values)[rounds // 2]
         print(f"  {label:16s} {median:8.2f} ms   {base / median:5.2f}x fp32")
     with torch.inference_mode(), torch.profiler.profile() as prof:
-        candidates["int8 cpp-cpu"](x)
+        int8(x)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 

@@ -109,13 +109,16 @@ class ReferenceBackend(Backend):
 
 
 class OneDnnBackend(Backend):
-    """bfloat16 on CPUs with AMX: the convs through oneDNN's fused conv (ops/onednn.py), whose
-    bf16 convolutions run on AMX's tile multiplies, several times the speed of any AVX-512
-    kernel; the rest as the reference does it."""
+    """bfloat16 and int8 on CPUs with AMX: the convs through oneDNN's fused convs
+    (ops/onednn.py), which run on AMX's tile multiplies, several times the speed of any
+    AVX-512 kernel; the rest as the reference does it."""
 
     name = "onednn"
     op_prefix = "onednn"
-    description = "bfloat16 convs through oneDNN's fused conv + bias (+ residual) + ReLU, for CPUs with AMX"
+    description = "bfloat16 and int8 convs through oneDNN's fused convs (bias, residual, ReLU, requantize), for CPUs with AMX"
+    # The AMX feature each dtype's convs need to pay here: without it oneDNN's bf16 convs are
+    # no faster than the C++ CPU kernels in float32, and its int8 convs than their VNNI ones.
+    AMX_FEATURE = {torch.bfloat16: "amx_bf16", torch.int8: "amx_int8"}
 
     def priority(self, device: torch.device) -> int:
         return 15 if device.type == "cpu" else -20  # ahead of the C++ CPU kernels where it can run
@@ -126,15 +129,22 @@ class OneDnnBackend(Backend):
         reasons = []
         if not torch.backends.mkldnn.is_available():
             reasons.append("this torch is built without oneDNN (torch.backends.mkldnn)")
-        if dtype is not None and dtype != torch.bfloat16:
-            reasons.append(f"it runs bfloat16 only, not {str(dtype).removeprefix('torch.')}")
-        if not _ext.cpu_features().get("amx_bf16"):
-            # Without AMX, oneDNN's bf16 convs are no faster than the C++ CPU kernels in float32.
-            reasons.append("this CPU has no AMX (amx_bf16), where oneDNN's bfloat16 convs pay")
+        if dtype is not None and dtype not in self.AMX_FEATURE:
+            reasons.append(f"it runs bfloat16 or int8 only, not {str(dtype).removeprefix('torch.')}")
+        feature = self.AMX_FEATURE.get(dtype, "amx_bf16")
+        if not _ext.cpu_features().get(feature):
+            kind = "int8" if dtype == torch.int8 else "bfloat16"
+            reasons.append(f"this CPU has no AMX ({feature}), where oneDNN's {kind} convs pay")
         return reasons
 
     def ops(self) -> FusedOps:
         return onednn.register()
+
+    def int8_ops(self) -> Int8Ops:
+        return onednn.register_int8()
+
+    def int8_note(self) -> str:
+        return "int8 convs: oneDNN's (torch's onednn::qconv2d_pointwise), on this CPU's AMX tile multiplies (amx_int8)"
 
     def choice_note(self) -> str:
         return "bfloat16 convs: oneDNN's fused conv, on this CPU's AMX tile multiplies (amx_bf16)"

@@ -16,6 +16,7 @@ import torchvision
 
 import fastresnet
 from conftest import calibrated, snapshot
+from fastresnet import _ext
 from fastresnet.backends import BACKENDS
 from fastresnet.bench import cli
 from fastresnet.nn.int8 import QParams, QuantizedConv2d
@@ -23,6 +24,8 @@ from fastresnet.numerics import INT8_MODEL_ERROR
 from fastresnet.quantization.ranges import qparams_for_range
 
 OPS = BACKENDS["reference"].int8_ops()
+# What `auto` takes in int8 here: oneDNN's convs on a CPU with AMX, else the C++ kernels.
+AUTO_INT8 = "onednn" if _ext.cpu_features().get("amx_int8") else "cpp-cpu"
 
 # (C_in, C_out, kernel, stride, padding, dilation, groups, H, W)
 INT8_CASES = [
@@ -224,11 +227,15 @@ def test_each_int8_conv_is_close_to_its_float_conv_on_the_same_input(tiny_resnet
 def test_optimize_takes_int8_with_calibration_and_explains_it(tiny_resnet):
     fast = fastresnet.optimize(tiny_resnet, dtype=torch.int8, calibration=[(x, 0) for x in calibration_batches()])
     info = fastresnet.explain(fast).info
-    assert info.backend == "cpp-cpu" and info.dtype == torch.int8
+    assert info.backend == AUTO_INT8 and info.dtype == torch.int8
     text = str(fastresnet.explain(fast))
     assert "dtype: the fused layers below run in int8" in text
-    assert "cpp_quantize + cpp_int8_conv2d" in text and "cpp_dequantize_global_avg_pool" in text
-    assert "int8 convs: the " in text and ("VPMADDWD into int32 (exact)" in text or "VPDPBUSD, exact" in text)
+    prefix = BACKENDS[AUTO_INT8].op_prefix
+    assert f"{prefix}_quantize + {prefix}_int8_conv2d" in text and f"{prefix}_dequantize_global_avg_pool" in text
+    if AUTO_INT8 == "onednn":
+        assert "int8 convs: oneDNN's (torch's onednn::qconv2d_pointwise), on this CPU's AMX tile multiplies" in text
+    else:
+        assert "int8 convs: the " in text and ("VPMADDWD into int32 (exact)" in text or "VPDPBUSD, exact" in text)
     assert "what follows it stays in float32 (the classifier" in text
     assert any(row.module == "fc" for row in info.eager)
 
@@ -246,8 +253,8 @@ def test_int8_refuses_missing_or_bad_calibration(tiny_resnet):
         fastresnet.optimize(tiny_resnet, calibration=calibration_batches())
     with pytest.raises(ValueError, match="unknown range_estimator 'p99'"):
         fastresnet.quantize(tiny_resnet, calibration_batches(), range_estimator="p99")
-    with pytest.raises(RuntimeError, match="backend 'onednn' cannot run on cpu: .*it has no int8 kernels"):
-        fastresnet.quantize(tiny_resnet, calibration_batches(), backend="onednn")
+    with pytest.raises(RuntimeError, match="backend 'triton' cannot run on cpu: .*it has no int8 kernels"):
+        fastresnet.quantize(tiny_resnet, calibration_batches(), backend="triton")
 
 
 def test_an_int8_model_refuses_nan_and_wrong_shapes(tiny_resnet):
@@ -280,7 +287,7 @@ print(fastresnet.explain(saved["model"]).info.dtype)
 def test_verify_int8_on_digits(tmp_path):
     status = cli.main(["verify", "--dtype", "int8", "--digits-steps", "20", "--out", str(tmp_path)])
     (row,) = json.loads((tmp_path / "verify.json").read_text())
-    assert row["dtype"] == "int8" and row["data"] == "digits" and row["backend"] == "cpp-cpu (auto)"
+    assert row["dtype"] == "int8" and row["data"] == "digits" and row["backend"] == f"{AUTO_INT8} (auto)"
     assert row["bound"] == pytest.approx(INT8_MODEL_ERROR * row["max_abs_error"] / row["relative_error"])
     assert row["passed"] == (
         row["max_abs_error"] <= row["bound"] and row["fastresnet_accuracy"] >= row["eager_accuracy"] - 0.005

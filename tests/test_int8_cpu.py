@@ -128,7 +128,7 @@ def test_the_fake_takes_the_packed_layout_and_gives_the_kernels_shape(cpu_tier):
 def test_a_cpp_int8_model_is_the_reference_int8_model_bit_for_bit(name, cpu_tier):
     model = calibrated(getattr(torchvision.models, name)(num_classes=10), image_size=32)
     batches = calibration_batches()
-    fast = fastresnet.quantize(model, batches)  # auto: the C++ kernels
+    fast = fastresnet.quantize(model, batches, backend="cpp-cpu")
     reference = fastresnet.quantize(model, batches, backend="reference")
     convs = [m for m in fast.modules() if isinstance(m, QuantizedConv2d)]
     assert {c.weight_layout for c in convs} == {weight_layout.for_tier_int8(cpu_tier["name"])}
@@ -139,7 +139,7 @@ def test_a_cpp_int8_model_is_the_reference_int8_model_bit_for_bit(name, cpu_tier
 
 
 def test_the_packed_weight_follows_a_loaded_state_dict(tiny_resnet, cpu_tier):
-    fast = fastresnet.quantize(tiny_resnet, calibration_batches())
+    fast = fastresnet.quantize(tiny_resnet, calibration_batches(), backend="cpp-cpu")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = fast(x)
