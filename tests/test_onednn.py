@@ -142,7 +142,10 @@ except RuntimeError as error:
 
 INT8_OPS = onednn.register_int8()
 INT8_REFERENCE = fastresnet.backends.BACKENDS["reference"].int8_ops()
-HAS_AMX_INT8 = bool(_ext.cpu_features().get("amx_int8"))
+needs_onednn_int8 = pytest.mark.skipif(
+    onednn.int8_unsupported_reason() is not None,
+    reason=f"oneDNN's int8 convs are wrong here: {onednn.int8_unsupported_reason()} (refusal tested below)",
+)
 
 
 def _with_zero_point(a: dict, zero_point: int = 37) -> dict:
@@ -160,6 +163,7 @@ def assert_within_one_unit(out: torch.Tensor, expected: torch.Tensor, rare: floa
     assert diff.max() <= 1 and (diff > 0).float().mean() <= rare
 
 
+@needs_onednn_int8
 @pytest.mark.parametrize("residual,relu", [(True, True), (False, False), (False, True), (True, False)])
 @pytest.mark.parametrize("case", INT8_CASES + KERNEL_CASES)
 def test_int8_conv_is_the_references_within_one_unit(case, residual, relu):
@@ -173,6 +177,7 @@ def test_int8_conv_is_the_references_within_one_unit(case, residual, relu):
             assert torch.equal(a["residual"], given)
 
 
+@needs_onednn_int8
 def test_int8_conv_saturates_at_both_ends_and_answers_the_same_on_any_thread_count():
     a = int8_args(INT8_CASES[1], residual=True, relu=False)
     big = dict(a, multiplier=torch.full_like(a["multiplier"], 0.05))  # most outputs at 0 or 255
@@ -191,6 +196,7 @@ def test_int8_conv_saturates_at_both_ends_and_answers_the_same_on_any_thread_cou
     assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
 
 
+@needs_onednn_int8
 def test_int8_weight_is_reordered_again_when_it_or_the_conv_changes():
     a = _with_zero_point(int8_args(INT8_CASES[1], residual=False, relu=True))
     first = INT8_OPS.int8_conv2d(**a)
@@ -203,6 +209,7 @@ def test_int8_weight_is_reordered_again_when_it_or_the_conv_changes():
     assert_within_one_unit(INT8_OPS.int8_conv2d(**strided), INT8_REFERENCE.int8_conv2d(**strided))
 
 
+@needs_onednn_int8
 def test_int8_conv_refuses_what_it_cannot_take():
     a = _with_zero_point(int8_args(INT8_CASES[1], residual=False, relu=True))
     torch.library.opcheck(INT8_OPS.int8_conv2d, tuple(a.values()))
@@ -220,7 +227,8 @@ def _fake_amx(monkeypatch, present: bool) -> None:
     """This process's reading of the CPU, with amx_int8 (and amx_bf16) as given."""
     features = dict(_ext.cpu_features(), amx_int8=present, amx_bf16=present)
     monkeypatch.setattr(_ext, "cpu_features", lambda: features)
-    monkeypatch.delenv("FASTRESNET_BACKEND", raising=False)
+    for name in ("FASTRESNET_BACKEND", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.parametrize("amx", [True, False])
@@ -239,6 +247,7 @@ def test_auto_in_int8_takes_onednn_where_the_cpu_has_amx_and_says_why(tiny_resne
             fastresnet.quantize(tiny_resnet, calibration_batches(), backend="onednn")
 
 
+@needs_onednn_int8
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_each_conv_of_an_onednn_int8_model_is_the_references_within_one_unit(name):
     """On the inputs the model itself hands each conv. (Whole outputs are not compared with
@@ -267,6 +276,7 @@ def test_each_conv_of_an_onednn_int8_model_is_the_references_within_one_unit(nam
     assert len(checked) == len(convs) and {c.backend for c in convs} == {"onednn"}
 
 
+@needs_onednn_int8
 def test_an_onednn_int8_model_saves_and_loads(tiny_resnet, tmp_path):
     fast = fastresnet.quantize(tiny_resnet, calibration_batches(), backend="onednn")
     x = torch.randn(2, 3, 32, 32)
@@ -276,3 +286,28 @@ def test_an_onednn_int8_model_saves_and_loads(tiny_resnet, tmp_path):
     loaded = torch.load(tmp_path / "int8.pt", weights_only=False)
     with torch.no_grad():
         assert torch.equal(loaded(x), expected)
+
+
+def test_int8_is_refused_where_onednn_would_saturate(tiny_resnet, tmp_path):
+    """oneDNN capped below VNNI (as on a CPU without it) multiplies by VPMADDUBSW, which
+    saturates: the backend and its op refuse, rather than answer wrongly."""
+    torch.save(tiny_resnet, tmp_path / "model.pt")
+    code = f"""
+import sys, torch, fastresnet
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from test_int8 import INT8_CASES, calibration_batches, int8_args
+from fastresnet.ops import onednn
+model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)
+for call in (lambda: fastresnet.quantize(model, calibration_batches(), backend="onednn"),
+             lambda: onednn.register_int8().int8_conv2d(**int8_args(INT8_CASES[1], False, True))):
+    try:
+        call()
+    except RuntimeError as error:
+        print(error)
+"""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reason = "ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below VNNI, where its int8 convs saturate in int16 (VPMADDUBSW)"
+    assert f"backend 'onednn' cannot run on cpu: " in result.stdout and reason in result.stdout
+    assert f"fastresnet::onednn_int8_conv2d: {reason}" in result.stdout

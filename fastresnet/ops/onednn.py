@@ -17,11 +17,13 @@ reference ops (the bf16 ones run natively; the int8 ones are small memory-bound 
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Callable, Sequence
 
 import torch
 
+from .. import _ext
 from . import checks, int8_reference, reference, schemas
 
 BACKEND = "onednn"
@@ -97,6 +99,26 @@ def conv2d_bias_act(
     return out.contiguous(memory_format=reference.output_memory_format(input))
 
 
+# oneDNN's instruction-set caps below VNNI (ONEDNN_MAX_CPU_ISA; DNNL_ the older name).
+_CAPS_WITHOUT_VNNI = {"SSE41", "AVX", "AVX2", "AVX512_CORE"}
+
+
+def int8_unsupported_reason() -> str | None:
+    """Why oneDNN's int8 conv would answer wrongly here, or None. Without VNNI its kernels
+    multiply u8 x s8 by VPMADDUBSW, whose int16 pair sums saturate on full-range int8 weights
+    (measured: outputs off by up to 56 units with ONEDNN_MAX_CPU_ISA=AVX2); torch's own int8
+    weights keep to 7 bits there, fastresnet's do not. (CPUs with AVX-VNNI but no AVX512_VNNI
+    are refused too: not yet checked.)"""
+    features = _ext.cpu_features()
+    if not (features.get("avx512_vnni") or features.get("amx_int8")):
+        return "this CPU has no AVX512_VNNI, without which oneDNN's int8 convs saturate in int16 (VPMADDUBSW)"
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = os.environ.get(name, "").upper()
+        if cap in _CAPS_WITHOUT_VNNI:
+            return f"{name}={cap} keeps oneDNN below VNNI, where its int8 convs saturate in int16 (VPMADDUBSW)"
+    return None
+
+
 def int8_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -133,6 +155,9 @@ def int8_conv2d(
     x = input.contiguous(memory_format=torch.channels_last)
 
     def reorder() -> tuple[torch.Tensor, torch.Tensor]:
+        reason = int8_unsupported_reason()  # checked once per weight: the CPU and the cap do not change
+        if reason:
+            raise RuntimeError(f"{where}: {reason}")
         expected = input_zero_point * weight.to(torch.int64).sum(dim=(1, 2, 3))
         if not torch.equal(compensation.to(torch.int64), expected):
             raise ValueError(
