@@ -7,8 +7,8 @@ Candidates: float32 (auto: the C++ kernels, Winograd where it pays), int8 on aut
 (oneDNN's convs on a CPU with AMX, else the C++ kernels), int8 on the C++ kernels where auto
 took oneDNN, OpenVINO after NNCF post-training quantization on the same calibration batches
 (where nncf is installed: pip install nncf), and at batch 1 the int8 reference (plain
-PyTorch, the same answers). The int8 models
-are calibrated on 4 random batches: the speed does not depend on the ranges. Each round runs
+PyTorch, the same answers). The int8 models are calibrated on 4 random batches: the speed
+does not depend on the ranges. Each round runs
 every candidate twice and keeps the mean; medians of 5 rounds are printed, then where the int8
 model's time goes (torch.profiler, one call).
 """

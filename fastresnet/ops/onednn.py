@@ -28,8 +28,8 @@ from . import checks, int8_reference, reference, schemas
 
 BACKEND = "onednn"
 
-# id(weight) -> (a weak reference to it, its version and what the reordering depends on, the packed
-# oneDNN tensor): reordered once, dropped with the weight. (Tensors cannot be the keys of a
+# id(weight) -> (a weak reference to it, its version and what the reordering depends on, the
+# packed oneDNN tensor): reordered once, dropped with the weight. (Tensors cannot be the keys of a
 # WeakKeyDictionary: it compares keys with ==, which tensors compute elementwise.)
 _PACKED: dict[int, tuple[weakref.ref, tuple, object]] = {}
 
