@@ -135,8 +135,8 @@ class OneDnnBackend(Backend):
         if not _ext.cpu_features().get(feature):
             kind = "int8" if dtype == torch.int8 else "bfloat16"
             reasons.append(f"this CPU has no AMX ({feature}), where oneDNN's {kind} convs pay")
-        if dtype == torch.int8 and onednn.int8_unsupported_reason():
-            reasons.append(onednn.int8_unsupported_reason())
+        if dtype == torch.int8 and (saturates := onednn.int8_unsupported_reason()):
+            reasons.append(saturates)
         return reasons
 
     def ops(self) -> FusedOps:

@@ -20,6 +20,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+def answers_on_thread_counts(call, counts=(1, 2, 3)) -> list:
+    """``call()``'s answer with torch set to each thread count in turn; the count restored after."""
+    threads = torch.get_num_threads()
+    try:
+        answers = []
+        for n in counts:
+            torch.set_num_threads(n)
+            answers.append(call())
+    finally:
+        torch.set_num_threads(threads)
+    return answers
+
+
 def calibrated(model: nn.Module, image_size: int = 64, seed: int = 0) -> nn.Module:
     """``model`` in eval mode with non-trivial BN statistics measured on random images."""
     inputs = torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed + 1))

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import fastresnet
+from conftest import answers_on_thread_counts
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
@@ -144,14 +145,7 @@ def test_bf16_answers_are_bitwise_identical_across_thread_counts(cpu_tier):
     x, weight, bias, res, *rest = args
     layout = bf16_layout(cpu_tier["name"], 64)
     packed = _ext.extension().pack_conv_weight(weight, 1, layout)
-    threads = torch.get_num_threads()
-    try:
-        answers = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            answers.append(OPS.conv2d_bias_act(x, packed, bias, res, *rest, layout))
-    finally:
-        torch.set_num_threads(threads)
+    answers = answers_on_thread_counts(lambda: OPS.conv2d_bias_act(x, packed, bias, res, *rest, layout))
     assert all(torch.equal(answers[0], a) for a in answers[1:])
 
 

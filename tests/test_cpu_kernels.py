@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import fastresnet
+from conftest import answers_on_thread_counts
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
@@ -147,14 +148,9 @@ def test_threads_split_the_work_without_changing_the_answer(kind, cpu_tier):
     x = torch.randn(1, 64, 14, 14).contiguous(memory_format=torch.channels_last)
     layout = f"{cpu_tier['name']}:{kind}"
     weight, bias = pack(torch.randn(128, 64, 3, 3) * 0.05, 1, layout), torch.randn(128)
-    before = torch.get_num_threads()
-    outputs = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            outputs.append(OPS.conv2d_bias_act(x, weight, bias, None, [1, 1], [1, 1], [1, 1], 1, True, layout))
-    finally:
-        torch.set_num_threads(before)
+    outputs = answers_on_thread_counts(
+        lambda: OPS.conv2d_bias_act(x, weight, bias, None, [1, 1], [1, 1], [1, 1], 1, True, layout)
+    )
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision
 
 import fastresnet
-from conftest import calibrated, snapshot
+from conftest import answers_on_thread_counts, calibrated, snapshot
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
 from fastresnet.bench import cli
@@ -109,14 +109,7 @@ def test_int8_conv_padding_reads_the_zero_point():
 
 def test_int8_conv_answers_the_same_on_any_thread_count():
     a = int8_args(INT8_CASES[1], residual=True, relu=True)
-    threads = torch.get_num_threads()
-    try:
-        answers = []
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            answers.append(OPS.int8_conv2d(**a))
-    finally:
-        torch.set_num_threads(threads)
+    answers = answers_on_thread_counts(lambda: OPS.int8_conv2d(**a), counts=(1, 2))
     assert torch.equal(*answers)
 
 

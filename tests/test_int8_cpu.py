@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import fastresnet
-from conftest import calibrated
+from conftest import answers_on_thread_counts, calibrated
 from fastresnet import _ext
 from fastresnet.backends import BACKENDS
 from fastresnet.nn.int8 import QuantizedConv2d
@@ -82,14 +82,7 @@ def test_int8_conv_saturates_and_rounds_ties_as_the_reference(cpu_tier):
 
 def test_int8_conv_answers_the_same_on_any_thread_count(cpu_tier):
     a = packed(int8_args((64, 48, 3, 1, 1, 1, 1, 14, 14), residual=True, relu=True), cpu_tier)
-    threads = torch.get_num_threads()
-    try:
-        answers = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            answers.append(CPP.int8_conv2d(**a))
-    finally:
-        torch.set_num_threads(threads)
+    answers = answers_on_thread_counts(lambda: CPP.int8_conv2d(**a))
     assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
 
 

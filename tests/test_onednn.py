@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 import fastresnet
-from conftest import calibrated
+from conftest import answers_on_thread_counts, calibrated
 from conv_cases import CONV_CASES, conv_args, conv_reference64
 from fastresnet import _ext
 from fastresnet.nn import FusedConv2d
@@ -185,14 +185,7 @@ def test_int8_conv_saturates_at_both_ends_and_answers_the_same_on_any_thread_cou
     assert_within_one_unit(out, INT8_REFERENCE.int8_conv2d(**big))
     assert (out == 0).float().mean() > 0.2 and (out == 255).float().mean() > 0.2
     a = _with_zero_point(int8_args((64, 48, 3, 1, 1, 1, 1, 14, 14), residual=True, relu=True))
-    threads = torch.get_num_threads()
-    try:
-        answers = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            answers.append(INT8_OPS.int8_conv2d(**a))
-    finally:
-        torch.set_num_threads(threads)
+    answers = answers_on_thread_counts(lambda: INT8_OPS.int8_conv2d(**a))
     assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
 
 
