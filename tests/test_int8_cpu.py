@@ -96,7 +96,7 @@ def test_int8_conv_refuses_what_it_cannot_take(cpu_tier):
         CPP.int8_conv2d(**{**a, "multiplier": a["multiplier"].double()})
     with pytest.raises(ValueError, match=r"expected a 1-D bias \(C_out,\), got shape \[\]"):
         CPP.int8_conv2d(**{**a, "bias": torch.tensor(1.0)})
-    with pytest.raises(ValueError, match="a uint8 zero point is in 0..255, got 300"):
+    with pytest.raises(ValueError, match=r"input_zero_point in 0..255 \(a uint8 zero point\), got 300"):
         CPP.int8_conv2d(**{**a, "input_zero_point": 300})
     p = packed(a, cpu_tier)
     with pytest.raises(ValueError, match="the weight is for 5..8 input channels per group"):
@@ -107,6 +107,70 @@ def test_int8_conv_refuses_what_it_cannot_take(cpu_tier):
         CPP.int8_conv2d(**huge)
     with pytest.raises(ValueError, match="expected an int8 weight laid out as 'oihw' or '<tier>:int8-blocked'"):
         CPP.int8_conv2d(**{**a, "weight_layout": f"{cpu_tier['name']}:blocked"})
+
+
+# -- quantize and the pools: plain C++, the reference's answers bit for bit ----------------
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_cpp_quantize_is_the_references(channels_last, dtype):
+    torch.manual_seed(0)
+    x = (torch.randn(2, 5, 7, 9) * 40).to(dtype)
+    x.view(-1)[:6] = torch.tensor([0.5, 1.5, -0.5, 2.5, 1e30, -1e30])  # ties to even; far past both ends
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for scale, zero_point in [(0.5, 0), (0.37, 128), (1.0, 255)]:
+        got, want = CPP.quantize(x, scale, zero_point), REFERENCE.quantize(x, scale, zero_point)
+        assert torch.equal(got, want) and got.stride() == want.stride()
+
+
+def test_cpp_quantize_refuses_what_the_reference_refuses():
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.zeros(1, 3, 70, 70)  # more than one thread's share: the flag is gathered across threads
+        x[0, 2, 69, 69] = bad
+        with pytest.raises(ValueError, match="NaN or infinite values, which have no uint8 value"):
+            CPP.quantize(x, 1.0, 0)
+    with pytest.raises(TypeError, match="expected a floating-point tensor to quantize, got Byte"):
+        CPP.quantize(torch.zeros(1, 1, 1, 1, dtype=torch.uint8), 1.0, 0)
+    with pytest.raises(ValueError, match="expected a finite scale > 0, got 0"):
+        CPP.quantize(torch.zeros(1, 1, 1, 1), 0.0, 0)
+    with pytest.raises(ValueError, match=r"zero_point in 0..255 \(a uint8 zero point\), got -1"):
+        CPP.quantize(torch.zeros(1, 1, 1, 1), 1.0, -1)
+
+
+# (kernel, stride, padding, dilation, ceil_mode): ResNet's stem pool, then the edges.
+POOL_CASES = [(3, 2, 1, 1, False), (3, 2, 1, 1, True), (2, 2, 0, 1, True), (3, 1, 1, 2, False), (1, 3, 0, 1, False)]
+
+
+@pytest.mark.parametrize("pool", POOL_CASES)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_cpp_int8_max_pool_is_the_references(pool, channels_last):
+    x = torch.randint(0, 256, (2, 67, 11, 10), dtype=torch.uint8)  # 67 channels: not a vector multiple
+    x[0, :, 0, 0] = 255  # a maximum in a window's corner, next to the padding
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    k, s, p, d, ceil = pool
+    args = ([k, k], [s, s], [p, p], [d, d], ceil)
+    got, want = CPP.int8_max_pool2d(x, *args), REFERENCE.int8_max_pool2d(x, *args)
+    assert torch.equal(got, want) and got.stride() == want.stride()
+
+
+def test_cpp_int8_max_pool_refuses_what_it_cannot_take():
+    with pytest.raises(ValueError, match="expected a 4-D input .* of uint8 on CPU, got Float"):
+        CPP.int8_max_pool2d(torch.zeros(1, 2, 5, 5), [3, 3], [2, 2], [1, 1], [1, 1], False)
+    with pytest.raises(RuntimeError, match="0 <= padding <= kernel_size / 2"):
+        CPP.int8_max_pool2d(torch.zeros(1, 2, 5, 5, dtype=torch.uint8), [3, 3], [2, 2], [2, 2], [1, 1], False)
+
+
+@pytest.mark.parametrize("shape", [(2, 2048, 7, 7), (3, 5, 1, 1), (1, 70, 13, 6)])
+def test_cpp_dequantize_global_avg_pool_is_the_references(shape):
+    x = torch.randint(0, 256, shape, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    for scale, zero_point in [(0.021, 0), (0.37, 131)]:
+        assert torch.equal(CPP.dequantize_global_avg_pool(x, scale, zero_point),
+                           REFERENCE.dequantize_global_avg_pool(x, scale, zero_point))  # fmt: skip
+    with pytest.raises(ValueError, match="expected a non-empty H x W plane"):
+        CPP.dequantize_global_avg_pool(torch.zeros(1, 2, 0, 3, dtype=torch.uint8), 1.0, 0)
 
 
 def test_the_fake_takes_the_packed_layout_and_gives_the_kernels_shape(cpu_tier):

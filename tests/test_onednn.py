@@ -1,9 +1,9 @@
 """The onednn backend (fastresnet/ops/onednn.py): bfloat16 and int8 convs through oneDNN's fused
-convs, chosen by `auto` in bfloat16 and int8 on CPUs with AMX. The bfloat16 part: Its ops run on any CPU with oneDNN (oneDNN
-picks its own kernels), so they are checked wherever torch's oneDNN runs bf16 convs at all
-(AVX-512 BW/VL/DQ or AVX-NE-CONVERT: not on an AVX2-only CPU such as AMD Zen 3); the
-whole-model tests need the backend itself, so a CPU with AMX; the choice is checked on a faked
-CPU without it."""
+convs, chosen by `auto` in bfloat16 and int8 on CPUs with AMX. Its bf16 ops run on any CPU with
+oneDNN (oneDNN picks its own kernels), so they are checked wherever torch's oneDNN runs bf16
+convs at all (AVX-512 BW/VL/DQ or AVX-NE-CONVERT: not on an AVX2-only CPU such as AMD Zen 3), and
+its int8 ones wherever they are right (VNNI). The whole-model tests fake AMX on CPUs without it,
+and the choice is checked on a faked CPU without it."""
 
 import os
 import re
@@ -28,7 +28,6 @@ from test_models import MODELS, run_parity
 
 OPS = onednn.register()
 HAS_AMX = bool(_ext.cpu_features().get("amx_bf16"))
-needs_amx = pytest.mark.skipif(not HAS_AMX, reason="the onednn backend is chosen only on CPUs with AMX (amx_bf16)")
 
 
 def _runs_onednn_bf16() -> bool:
@@ -85,9 +84,12 @@ def test_conv_opcheck_and_errors():
         OPS.conv2d_bias_act(x, weight, bias, res, *rest, "avx512:blocked")
 
 
-@needs_amx
+@needs_onednn_bf16
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
-def test_auto_in_bfloat16_takes_onednn_and_holds_the_parity_rule(name):
+def test_auto_in_bfloat16_takes_onednn_and_holds_the_parity_rule(name, monkeypatch):
+    """AMX faked where the CPU lacks it, as the int8 tests below do: oneDNN then runs its
+    AVX-512 bf16 kernels, and the answers are what this checks."""
+    _fake_amx(monkeypatch, True)
     fast, *_ = run_parity(calibrated(MODELS[name]()), torch.randn(2, 3, 64, 64), dtype=torch.bfloat16)
     info = fastresnet.explain(fast).info
     assert info.backend == "onednn"
@@ -95,8 +97,9 @@ def test_auto_in_bfloat16_takes_onednn_and_holds_the_parity_rule(name):
     assert all(m.backend == "onednn" for m in fast.modules() if isinstance(m, FusedConv2d))
 
 
-@needs_amx
-def test_an_optimized_model_saves_and_loads(tiny_resnet, tmp_path):
+@needs_onednn_bf16
+def test_an_optimized_model_saves_and_loads(tiny_resnet, tmp_path, monkeypatch):
+    _fake_amx(monkeypatch, True)
     fast = fastresnet.optimize(tiny_resnet, dtype=torch.bfloat16)
     x = torch.randn(2, 3, 32, 32).bfloat16()
     with torch.no_grad():
@@ -242,11 +245,13 @@ def test_auto_in_int8_takes_onednn_where_the_cpu_has_amx_and_says_why(tiny_resne
 
 @needs_onednn_int8
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_each_conv_of_an_onednn_int8_model_is_the_references_within_one_unit(name):
-    """On the inputs the model itself hands each conv. (Whole outputs are not compared with
+def test_each_conv_of_an_onednn_int8_model_is_the_references_within_one_unit(name, monkeypatch):
+    """AMX faked where the CPU lacks it (the backend refuses such CPUs for speed only): oneDNN
+    then runs its VNNI kernels, and the answers are what this checks. On the inputs the model itself hands each conv. (Whole outputs are not compared with
     the reference int8 model's: a random-weight ResNet-50 at 32x32 turns one unit's difference
     at its second conv into a tenth of the output scale. Against float the int8 model is held
     by test_int8.py, which runs auto's backend.)"""
+    _fake_amx(monkeypatch, True)
     model = calibrated(getattr(torchvision.models, name)(num_classes=10), image_size=32)
     fast = fastresnet.quantize(model, calibration_batches(), backend="onednn")
     checked = []
@@ -270,7 +275,8 @@ def test_each_conv_of_an_onednn_int8_model_is_the_references_within_one_unit(nam
 
 
 @needs_onednn_int8
-def test_an_onednn_int8_model_saves_and_loads(tiny_resnet, tmp_path):
+def test_an_onednn_int8_model_saves_and_loads(tiny_resnet, tmp_path, monkeypatch):
+    _fake_amx(monkeypatch, True)  # as above
     fast = fastresnet.quantize(tiny_resnet, calibration_batches(), backend="onednn")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

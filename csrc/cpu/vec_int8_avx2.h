@@ -69,22 +69,23 @@ struct Int8Avx2 {
   }
   static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
-  static F relu(F a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
   // 8 uint8 (a residual) as float32.
   static F load_u8(const uint8_t* p) {
     int64_t bytes;
     std::memcpy(&bytes, p, sizeof bytes);
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes)));
   }
-  // clamp(round_half_even(t) + zero_point, 0, 255) as 8 bytes. t is first clamped to
-  // [-512, 512], which changes no result (the output saturates beyond) and keeps the
-  // conversion inside int32.
+  // max(round_half_even(t) + zero_point, lowest), saturated to 255, as 8 bytes: lowest is 0,
+  // or the zero point where a ReLU comes first. t is first clamped to 512, which changes no
+  // result (the output saturates beyond) and keeps the conversion inside int32; far below
+  // int32 it gives INT32_MIN, which stays negative after the zero point is added.
   using U8s = int64_t;  // kLanes bytes
-  static U8s to_u8(F t, Acc zero_point) {
-    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-512.0f)), _mm256_set1_ps(512.0f));
-    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
+  static U8s to_u8(F t, Acc zero_point, Acc lowest) {
+    t = _mm256_min_ps(t, _mm256_set1_ps(512.0f));
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
+    q = _mm256_max_epi32(q, lowest);
     const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    return _mm_cvtsi128_si64(_mm_packus_epi16(words, words));  // saturates to 0..255
+    return _mm_cvtsi128_si64(_mm_packus_epi16(words, words));  // saturates to 255
   }
   static Acc set1_int32(int32_t x) { return _mm256_set1_epi32(x); }
 };

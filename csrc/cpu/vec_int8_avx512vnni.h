@@ -50,17 +50,15 @@ struct Int8Avx512Vnni {
   }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
-  static F relu(F a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
   static F load_u8(const uint8_t* p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
-  // clamp(round_half_even(t) + zero_point, 0, 255) as 16 bytes, t first clamped as in Int8Avx2.
+  // max(round_half_even(t) + zero_point, lowest) saturated to 255, as 16 bytes (see Int8Avx2).
   using U8s = __m128i;
-  static U8s to_u8(F t, Acc zero_point) {
-    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-512.0f)), _mm512_set1_ps(512.0f));
-    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
-    return _mm512_cvtepi32_epi8(q);  // VPMOVDB: the low byte of each lane
+  static U8s to_u8(F t, Acc zero_point, Acc lowest) {
+    t = _mm512_min_ps(t, _mm512_set1_ps(512.0f));
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);  // nearest even (MXCSR default)
+    return _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, lowest));           // VPMOVUSDB: saturates to 255
   }
   static Acc set1_int32(int32_t x) { return _mm512_set1_epi32(x); }
 };
