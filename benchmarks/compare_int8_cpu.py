@@ -10,7 +10,8 @@ took oneDNN, OpenVINO after NNCF post-training quantization on the same calibrat
 PyTorch, the same answers). The int8 models are calibrated on 4 random batches: the speed
 does not depend on the ranges. Each round runs
 every candidate twice and keeps the mean; medians of 5 rounds are printed, then where the int8
-model's time goes (torch.profiler, one call).
+model's time goes (torch.profiler, one call) and its convs' rate against the measured peak of
+the int8 dot products they run on (the extension's probe: VPDPBUSD on the VNNI tiers).
 """
 
 import sys
@@ -19,7 +20,9 @@ import time
 import torch
 
 import fastresnet
+from fastresnet import _ext
 from fastresnet.bench.models import build_model
+from fastresnet.nn.int8 import QuantizedConv2d
 
 
 def openvino_nncf_int8(model: torch.nn.Module, calibration: list, example: torch.Tensor):
@@ -71,6 +74,27 @@ def main(name: str, batch: int, rounds: int = 5) -> None:
     with torch.inference_mode(), torch.profiler.profile() as prof:
         int8(x)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+    if chosen == "cpp-cpu":
+        conv_rate_against_peak(int8, x, prof)
+
+
+def conv_rate_against_peak(int8: torch.nn.Module, x: torch.Tensor, prof) -> None:
+    """The int8 convs' GOP/s in the profiled call (2 per multiply-add) against the probe's peak."""
+    macs = []
+
+    def count(conv, args, out):
+        macs.append(out.numel() * conv.weight[0].numel())
+
+    hooks = [m.register_forward_hook(count) for m in int8.modules() if isinstance(m, QuantizedConv2d)]
+    with torch.inference_mode():
+        int8(x)
+    for hook in hooks:
+        hook.remove()
+    (conv,) = [e for e in prof.key_averages() if e.key == "fastresnet::cpp_int8_conv2d"]
+    rate = 2 * sum(macs) / (conv.self_cpu_time_total * 1e-6) / 1e9
+    peak = max(_ext.extension().int8_dot_peak_gops(torch.get_num_threads(), 50_000_000) for _ in range(3))
+    print(f"int8 convs: {rate:.0f} GOP/s, {rate / peak:.0%} of the measured {_ext.cpu_isa()} int8 dot peak "
+          f"({peak:.0f} GOP/s, {torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":

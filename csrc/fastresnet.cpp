@@ -52,6 +52,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bf16_dot_peak_gflops", &cpu::bf16_dot_peak_gflops, py::arg("threads"), py::arg("iterations"),
         "Measured bf16 dot-product peak (GFLOP/s, into fp32) of `threads` threads with the active "
         "tier's vectors; RuntimeError where the tier or the CPU has none.");
+  m.def("int8_dot_peak_gops", &cpu::int8_dot_peak_gops, py::arg("threads"), py::arg("iterations"),
+        "Measured int8 dot-product peak (GOP/s, u8 x s8 into int32) of `threads` threads with the active "
+        "tier's int8 conv products.");
   m.def("bf16_dot_unsupported_reason", &cpu::bf16_dot_unsupported_reason,
         "Why bf16_dot_peak_gflops() cannot run here, or ''.");
   m.def(

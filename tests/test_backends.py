@@ -92,3 +92,10 @@ def test_the_bf16_dot_peak_probe_runs_where_the_tier_and_cpu_have_it(cpu_tier):
             ext.bf16_dot_peak_gflops(1, 1000)
     else:
         assert ext.bf16_dot_peak_gflops(1, 2_000_000) > 1.0  # GFLOP/s
+
+
+def test_the_int8_dot_peak_probe_runs_on_every_tier(cpu_tier):
+    ext = _ext.extension()
+    assert 1 < ext.int8_dot_peak_gops(1, 2_000_000) < 10_000  # GOP/s of one core
+    with pytest.raises(ValueError, match="threads and iterations must be >= 1"):
+        ext.int8_dot_peak_gops(1, 0)

@@ -1,5 +1,5 @@
-// The peak probes' driver: each thread runs the active tier's fma_chains or bf16_dot_chains
-// (tier_table.h, tier_<name>.cpp).
+// The peak probes' driver: each thread runs the active tier's fma_chains, bf16_dot_chains or
+// int8_dot_chains (tier_table.h, tier_<name>.cpp).
 #include "fma_peak.h"
 
 #include <chrono>
@@ -61,6 +61,12 @@ double bf16_dot_peak_gflops(int threads, int64_t iterations) {
   const CpuTier& tier = probe_tier();
   // Each lane takes two products and adds them: 4 FLOPs per lane, as two FMAs would.
   return chains_gflops(tier.bf16_dot_chains, 4.0 * tier.lanes * kFmaChains, threads, iterations);
+}
+
+double int8_dot_peak_gops(int threads, int64_t iterations) {
+  const CpuTier& tier = probe_tier();
+  // Four products per int32 lane, each a multiply and an add.
+  return chains_gflops(tier.int8_dot_chains, 8.0 * (tier.int8_block / 2) * kFmaChains, threads, iterations);
 }
 
 }  // namespace fastresnet::cpu

@@ -16,6 +16,10 @@ double fma_peak_gflops(int threads, int64_t iterations);
 // such probe or the CPU lacks what it needs (bf16_dot_unsupported_reason()).
 double bf16_dot_peak_gflops(int threads, int64_t iterations);
 
+// GOP/s of the active tier's int8 conv products (u8 x s8 into int32, each multiply and add
+// counted as 2 operations): VPDPBUSD on the VNNI tiers, VPMADDWD pairs on the others.
+double int8_dot_peak_gops(int threads, int64_t iterations);
+
 // Why bf16_dot_peak_gflops() cannot run here, or "".
 std::string bf16_dot_unsupported_reason();
 

@@ -214,6 +214,9 @@ struct CpuTier {
   // The same with bf16 dot products into fp32 (two products per lane per instruction), or
   // null: the peak that bf16 kernels are measured against. Needs facts.bf16_dot_features.
   float (*bf16_dot_chains)(int64_t iterations);
+  // The same with the int8 conv's dot products (four u8 x s8 products per int32 lane, with
+  // int8_block / 2 lanes): the peak the int8 kernels are measured against.
+  float (*int8_dot_chains)(int64_t iterations);
 };
 
 }  // namespace fastresnet::cpu

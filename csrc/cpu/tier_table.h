@@ -62,7 +62,8 @@ CpuTier make_tier(const TierFacts& facts) {
                  &plan_int8_conv<typename Isa::Int8>,
                  &run_int8_conv<typename Isa::Int8>,
                  &fma_chains<V>,
-                 bf16_dot_chains_of<Isa>()};
+                 bf16_dot_chains_of<Isa>(),
+                 &int8_dot_chains<typename Isa::Int8>};
 }
 
 // The tier of `Isa`, built and registered (tiers.h) when the extension loads.
