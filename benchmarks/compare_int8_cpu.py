@@ -21,24 +21,18 @@ import torch
 
 import fastresnet
 from fastresnet import _ext
+from fastresnet.bench import int8_peers
 from fastresnet.bench.models import build_model
+from fastresnet.bench.peers import Unavailable
 from fastresnet.nn.int8 import QuantizedConv2d
 
 
 def openvino_nncf_int8(model: torch.nn.Module, calibration: list, example: torch.Tensor):
-    """OpenVINO's int8 model by nncf.quantize (its defaults) on ``calibration``, compiled as the
-    openvino peer is (fastresnet/bench/peers.py): 2 threads, latency hint; None without nncf."""
+    """OpenVINO's int8 model by NNCF, as `fastresnet bench --dtype int8` builds it; None without nncf."""
     try:
-        import nncf
-        import openvino
-    except ImportError:
+        return int8_peers.openvino_nncf(model, example, calibration)
+    except Unavailable:
         return None
-    program = torch.export.export(model, (example,))
-    converted = openvino.convert_model(program, input=[tuple(example.shape)])
-    quantized = nncf.quantize(converted, nncf.Dataset([x.numpy() for x in calibration]))
-    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
-    compiled = openvino.Core().compile_model(quantized, "CPU", config)
-    return lambda x: torch.from_numpy(compiled(x.numpy())[0])
 
 
 def main(name: str, batch: int, rounds: int = 5) -> None:

@@ -359,7 +359,7 @@ def select_backend(
     requested = resolve_name(requested, device.type, stacklevel=3)
     if requested == AUTO:
         for backend in _by_priority(device):
-            reasons = _reasons(backend, device, dtype)
+            reasons = reasons_against(backend, device, dtype)
             if not reasons:
                 return backend, notes
             notes.append(f"auto skipped {backend.name}: {'; '.join(reasons)}")
@@ -367,13 +367,14 @@ def select_backend(
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; valid backends are {_valid_names()}")
     backend = BACKENDS[requested]
-    reasons = _reasons(backend, device, dtype)
+    reasons = reasons_against(backend, device, dtype)
     if reasons:
         raise RuntimeError(f"backend {requested!r} cannot run on {device}: " + "; ".join(reasons))
     return backend, notes
 
 
-def _reasons(backend: Backend, device: torch.device, dtype: torch.dtype | None) -> list[str]:
+def reasons_against(backend: Backend, device: torch.device, dtype: torch.dtype | None) -> list[str]:
+    """Why ``backend`` cannot run on ``device`` in ``dtype`` (int8 included); empty if it can."""
     reasons = backend.not_supported_reasons(device, dtype)
     if dtype == torch.int8 and type(backend).int8_ops is Backend.int8_ops:
         reasons = [*reasons, "it has no int8 kernels"]

@@ -46,6 +46,12 @@ FP32_MODEL_BOUND = 1e-4  # float32: |fused - ref64| <= 1e-4 * output scale, alwa
 # output scale (measured there: 6.7e-3).
 INT8_ACCURACY_DROP = 0.005
 INT8_MODEL_ERROR = 0.05
+# `fastresnet bench --dtype int8` times random-weight models on random input, where every
+# engine's post-training quantization lands 5-7% of the output scale from float64 (measured:
+# ResNet-18 at 64x64, fastresnet, NNCF and ONNX Runtime alike). It reports that error beside
+# the speed and fails only a candidate past this bound: a broken int8 model (wrong scales,
+# channels out of order) is off by the order of the output scale itself.
+INT8_BENCH_ERROR = 0.25
 
 # The autotuner's margin over the per-op rule; see layer_mismatch().
 LAYER_MARGIN = 4
@@ -146,7 +152,10 @@ class ModelComparison:
 
 
 def model_bound(eager_error: float, scale: float, dtype: torch.dtype, fp32_bound: bool = True) -> float:
-    """The largest error against float64 the whole-model rule allows, given eager's own."""
+    """The largest error against float64 the whole-model rule allows, given eager's own (in
+    int8, where eager is the float32 model: the bench's INT8_BENCH_ERROR of the scale)."""
+    if dtype == torch.int8:
+        return INT8_BENCH_ERROR * scale
     bound = 2 * eager_error + MODEL_ATOL[dtype] * scale
     if fp32_bound and dtype == torch.float32:
         bound = min(bound, FP32_MODEL_BOUND * scale)

@@ -1,5 +1,6 @@
 """`fastresnet bench` and `fastresnet verify` end to end, on a tiny image size."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -7,10 +8,11 @@ import sys
 import pytest
 import torch
 
-from fastresnet import _ext
+from fastresnet import _ext, backends
 from fastresnet.bench import cli, machine, peers
 from fastresnet.bench.models import build_model
 from fastresnet.bench.suite import answer_error, reference64
+from fastresnet.numerics import INT8_BENCH_ERROR
 
 ROW_KEYS = {
     "model", "backend", "dtype", "device", "batch", "image_size", "metric", "p20", "p50", "p80",
@@ -68,8 +70,8 @@ def test_an_unavailable_backend_is_reported_with_its_reason(tmp_path):
 def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
     real_build = peers.build
 
-    def build(name, model, dtype, device, example):
-        run = real_build(name, model, dtype, device, example)
+    def build(name, model, dtype, device, example, calibration=None):
+        run = real_build(name, model, dtype, device, example, calibration)
         if name == "eager-channels-last":  # answers wrongly
             return lambda x: run(x) + 1.0
         if name == "fastresnet":  # fails on its fourth call, in the middle of the timed rounds
@@ -94,13 +96,49 @@ def test_a_failing_or_wrong_backend_is_reported_and_the_run_goes_on(tmp_path, mo
     assert "- fastresnet: failed: RuntimeError: kernel exploded" in report
 
 
+def test_bench_in_int8_quantizes_each_engine_on_the_same_batches_and_reports_its_error(tmp_path):
+    rows, report = run_bench(
+        tmp_path, "--dtype", "int8", "--backends", "eager,eager-channels-last,onnxruntime,openvino,torch-compile,fastresnet"
+    )  # fmt: skip
+    assert {r["dtype"] for r in rows} == {"int8"}
+    ok = {r["backend"] for r in rows if r["metric"] == "latency_ms"}
+    status = {r["backend"]: r for r in rows if r["metric"] == "status"}
+    assert {"eager", "fastresnet"} <= ok
+    for candidate, module in (("onnxruntime", "onnxruntime"), ("openvino", "nncf"), ("torch-compile", "torchao")):
+        if importlib.util.find_spec(module):
+            assert candidate in ok, status.get(candidate)
+        else:
+            assert status[candidate]["status"] == "unavailable" and f"{module} is not installed" in status[candidate]["note"]
+    assert status["eager-channels-last"]["status"] == "unavailable"
+    assert "no int8 form" in status["eager-channels-last"]["note"]
+    errors = {(r["backend"], r["batch"]): r["p50"] for r in rows if r["metric"] == "error_vs_fp64"}
+    assert {b for b, _ in errors} == ok
+    for (candidate, batch), error in errors.items():
+        if candidate == "eager":  # the float32 baseline
+            assert error < 1e-5
+        else:  # quantized, so off float64 by more than float32's rounding, and within the bench's bound
+            assert 1e-4 < error < INT8_BENCH_ERROR, (candidate, batch, error)
+    assert "- int8 dot peak (" in report and "| error / scale |" in report
+
+
+def test_int8_default_candidates_are_the_engines_that_quantize():
+    cpu = torch.device("cpu")
+    names = cli.default_candidates(cpu, torch.int8)
+    assert names[:5] == ["eager", "torch-compile", "onnxruntime", "openvino", "fastresnet"]
+    chosen, _ = backends.select_backend("auto", cpu, torch.int8)
+    assert {n.removeprefix("fastresnet-") for n in names[5:]} == {
+        b.name for b in backends.BACKENDS.values()
+        if b is not chosen and b.priority(cpu) >= 0 and not backends.reasons_against(b, cpu, torch.int8)
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
         (["bench", "--models", "resnet9"], "unknown model 'resnet9'; valid models are resnet18, resnet34"),
         (["bench", "--backends", "tensorrt"], "unknown backend 'tensorrt'; valid backends are eager, eager-channels-last"),
         (["bench", "--dtype", "int4"], "unknown dtype 'int4'; valid dtypes are float32, float16, bfloat16, int8"),
-        (["bench", "--dtype", "int8"], "bench --dtype int8 is not there yet"),
+        (["bench", "--dtype", "int8", "--per-layer"], "--per-layer times fused float convs against eager's"),
         (["bench", "--batch-sizes", "1,x"], "expected comma-separated integers"),
         (["bench", "--cpu-isa", "sse4"], "argument --cpu-isa: invalid choice: 'sse4'"),
         (["verify", "--models", "vgg16"], "unknown model 'vgg16'"),
@@ -289,7 +327,7 @@ def test_torch_compile_modes_on_cuda(recorded_compiles):
     # What would be compiled on a GPU; nothing here touches one (the model is never called).
     model = torch.nn.Conv2d(3, 4, 3)
     for mode in (None, "max-autotune", "reduce-overhead"):
-        peers._torch_compile(model, torch.device("cuda"), mode)
+        peers.torch_compile(model, torch.device("cuda"), mode)
     assert [(c["mode"], c["dynamic"]) for c in recorded_compiles] == [
         ("max-autotune", False), ("max-autotune", False), ("reduce-overhead", False)
     ]  # fmt: skip

@@ -14,11 +14,11 @@ import torch
 from .. import backends
 from ..api import SUPPORTED_DTYPES, DTYPE_NAMES
 from ..quantization import ESTIMATORS
-from . import layers, machine, peers, report
+from . import int8_peers, layers, machine, peers, report
 from .models import MODEL_NAMES, build_model, check_model_name
 from .suite import Progress, run_benchmark
 from .verify import markdown as verify_markdown
-from .verify import verify_digits, verify_int8_digits, verify_random
+from .verify import verify_digits, verify_int8_digits, verify_nncf_int8_digits, verify_random
 
 
 def _list(text: str) -> list[str]:
@@ -55,7 +55,7 @@ def _add_common(parser: argparse.ArgumentParser, default_models: str) -> None:
     parser.add_argument("--models", default=default_models, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument(
-        "--dtype", type=_dtype, default=torch.float32, help="float32, float16, bfloat16, or int8 (verify only, digits)"
+        "--dtype", type=_dtype, default=torch.float32, help="float32, float16, bfloat16, or int8 (CPU; post-training quantization, see int8_peers.py)"
     )
     parser.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -94,14 +94,16 @@ def parser() -> argparse.ArgumentParser:
 
 def default_candidates(device: torch.device, dtype: torch.dtype) -> list[str]:
     """Every peer and fastresnet (its auto choice), plus each other backend that can run
-    here in ``dtype`` at full speed (not Triton's CPU interpreter)."""
+    here in ``dtype`` at full speed (not Triton's CPU interpreter). In int8, the peers that
+    quantize (int8_peers.py) and the float32 eager model as the baseline."""
     chosen, _ = backends.select_backend("auto", device, dtype)
     extra = [
         f"fastresnet-{b.name}"
         for b in backends.BACKENDS.values()
-        if b is not chosen and b.priority(device) >= 0 and not b.not_supported_reasons(device, dtype)
+        if b is not chosen and b.priority(device) >= 0 and not backends.reasons_against(b, device, dtype)
     ]
-    return [*peers.PEERS, "fastresnet", *extra]
+    names = [p for p in peers.PEERS if dtype != torch.int8 or p not in int8_peers.FLOAT_ONLY]
+    return [*names, "fastresnet", *extra]
 
 
 def _validate(args, parse: argparse.ArgumentParser) -> None:
@@ -113,11 +115,14 @@ def _validate(args, parse: argparse.ArgumentParser) -> None:
         parse.error(str(error))
     if args.command == "verify" and not all(peers.is_fastresnet(b) for b in args.backends):
         parse.error("verify --backends takes fastresnet or fastresnet-NAME: it checks fastresnet against eager")
-    if args.dtype == torch.int8 and args.command == "bench":
-        parse.error("bench --dtype int8 is not there yet (issue 19's next step); verify --dtype int8 is")
+    if args.dtype == torch.int8 and args.command == "bench" and args.per_layer:
+        parse.error("--per-layer times fused float convs against eager's: it takes float32, float16 or bfloat16")
     cpu_isa = getattr(args, "cpu_isa", None)
     if args.device is None:
-        args.device = torch.device("cuda" if torch.cuda.is_available() and not cpu_isa else "cpu")
+        on_cpu = cpu_isa or args.dtype == torch.int8  # int8 runs on CPU only
+        args.device = torch.device("cuda" if torch.cuda.is_available() and not on_cpu else "cpu")
+    if args.command == "bench" and args.dtype == torch.int8 and args.device.type != "cpu":
+        parse.error("--dtype int8 runs on the CPU only: it takes --device cpu")
     if cpu_isa:
         if args.device.type != "cpu":
             parse.error("--cpu-isa caps the CPU kernels: it takes --device cpu")
@@ -156,10 +161,13 @@ def bench(args) -> int:
     peer_notes = []
     if args.device.type == "cpu" and "openvino" in candidates and peers.openvino_default_precision():
         # So that no reader takes the pinned precision for OpenVINO's own choice on this CPU.
-        pinned = peers.OPENVINO_PRECISION.get(args.dtype, "-")
+        default = peers.openvino_default_precision()
+        if args.dtype == torch.int8:
+            how = "the openvino candidate (NNCF int8) ran with it, for whatever NNCF left unquantized"
+        else:
+            how = f"the openvino candidate ran with the hint {peers.OPENVINO_PRECISION.get(args.dtype, '-')}"
         peer_notes.append(
-            f"OpenVINO's own default precision on this CPU: {peers.openvino_default_precision()} "
-            f"(its INFERENCE_PRECISION_HINT when none is given); the openvino candidate ran with the hint {pinned}"
+            f"OpenVINO's own default precision on this CPU: {default} (its INFERENCE_PRECISION_HINT when none is given); {how}"
         )
     context = report.Context(
         args.dtype, args.device, args.image_size, machine.describe(args.device), peak, source,
@@ -203,12 +211,17 @@ def verify(args) -> int:
             rows.append(verify_random(name, backend, args.dtype, args.device, args.image_size))
         if not args.no_digits:
             rows.append(verify_digits(backend, args.dtype, args.device, args.digits_steps))
+    if args.dtype == torch.int8:
+        try:
+            rows.append(verify_nncf_int8_digits(args.digits_steps))
+        except peers.Unavailable as reason:
+            print(f"note: no NNCF row to compare with: {reason}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "verify.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1))
     text = verify_markdown(rows)
     (args.out / "verify.md").write_text(text)
     print(text)
-    return 0 if all(r.passed for r in rows) else 1
+    return 0 if all(r.passed for r in rows if not r.peer) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,11 +155,31 @@ def _cpu_bf16_peak(repeats: int) -> tuple[float, str] | None:
     return max(extension.bf16_dot_peak_gflops(threads, 50_000_000) for _ in range(repeats)) * 1e9, tier
 
 
+def _cpu_int8_peak(repeats: int) -> tuple[float, str] | None:
+    """(operations/s, tier) of the active tier's int8 conv products (2 per multiply-add, as
+    FLOPs are counted) on torch's thread count, or None where fastresnet's kernels cannot run."""
+    extension = _ext.extension()
+    tier = fastresnet_cpu_tier()
+    if extension is None or tier is None:
+        return None
+    threads = torch.get_num_threads()
+    return max(extension.int8_dot_peak_gops(threads, 50_000_000) for _ in range(repeats)) * 1e9, tier
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
     """(FLOP/s, a label for it); None where no figure is known. The label names the CPU tier
     the peak was measured at, so a "% of peak" is read against the right ceiling: in bfloat16,
     the bf16 dot-product peak where the CPU has one (its ratio to the fp32 FMA peak varies: half
-    of it measured on the Xeon in BENCHMARKS.md)."""
+    of it measured on the Xeon in BENCHMARKS.md); in int8, the int8 dot-product peak."""
+    if device.type == "cpu" and dtype == torch.int8:
+        int8 = _cpu_int8_peak(repeats=3)
+        if int8 is not None and _ext.cpu_features().get("amx_int8"):
+            return None, (  # as in bfloat16 below
+                f"int8 peak not measured: this CPU has AMX, whose tile multiplies the peers use exceed the "
+                f"vector int8 dot peak ({int8[1]}, measured: {int8[0] / 1e9:.1f} GOP/s)"
+            )
+        if int8 is not None:
+            return int8[0], f"int8 dot peak ({int8[1]}, measured; GOP/s, 2 per multiply-add)"
     if device.type == "cpu":
         bf16 = _cpu_bf16_peak(repeats=3) if dtype == torch.bfloat16 else None
         if bf16 is not None and _ext.cpu_features().get("amx_bf16"):

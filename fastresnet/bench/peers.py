@@ -59,9 +59,17 @@ def is_torch_compile(name: str) -> bool:
     return name == "torch-compile" or name in TORCH_COMPILE_MODES
 
 
-def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device, example: torch.Tensor) -> Callable:
-    """A callable running ``model`` as candidate ``name`` on inputs like ``example``."""
+def build(
+    name: str, model: nn.Module, dtype: torch.dtype, device: torch.device, example: torch.Tensor,
+    calibration: list[torch.Tensor] | None = None,
+) -> Callable:  # fmt: skip
+    """A callable running ``model`` as candidate ``name`` on inputs like ``example``; in int8,
+    quantized on ``calibration`` by the candidate's own tools (int8_peers.py)."""
     check_candidate_name(name)
+    if dtype == torch.int8:
+        from . import int8_peers  # here: it builds on this module
+
+        return int8_peers.build(name, model, device, example, calibration)
     model = copy.deepcopy(model).to(device=device)
     if is_fastresnet(name):
         backend = name.removeprefix("fastresnet").removeprefix("-") or "auto"
@@ -77,13 +85,13 @@ def build(name: str, model: nn.Module, dtype: torch.dtype, device: torch.device,
         model = model.to(memory_format=torch.channels_last)
         return lambda x: model(x.contiguous(memory_format=torch.channels_last))
     if is_torch_compile(name):
-        return _torch_compile(model, device, TORCH_COMPILE_MODES.get(name))
+        return torch_compile(model, device, TORCH_COMPILE_MODES.get(name))
     if name == "openvino":
         return _openvino(model, device, example)
     return _onnxruntime(model, device, example)
 
 
-def _torch_compile(model: nn.Module, device: torch.device, mode: str | None = None) -> Callable:
+def torch_compile(model: nn.Module, device: torch.device, mode: str | None = None) -> Callable:
     """torch.compile in ``mode``; None is the `torch-compile` peer: max-autotune on CUDA, the
     default mode on CPU. Static shapes (dynamic=False), as a deployment at one batch size
     compiles, whatever batch sizes were compiled before in this process."""
@@ -104,10 +112,7 @@ def _torch_compile(model: nn.Module, device: torch.device, mode: str | None = No
 
 
 def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor) -> Callable:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise Unavailable("onnxruntime is not installed (pip install 'fastresnet[peers]')") from None
+    import_onnxruntime()
     if device.type != "cpu":
         raise Unavailable("the onnxruntime peer is measured on CPU only")
     if example.dtype != torch.float32:
@@ -115,44 +120,70 @@ def _onnxruntime(model: nn.Module, device: torch.device, example: torch.Tensor) 
             f"ONNX Runtime's CPU provider has no {str(example.dtype).removeprefix('torch.')} convolution "
             "(its MLAS kernels are float32 and int8): measured in float32 only"
         )
+    return onnxruntime_runner(onnx_export(model, example))
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise Unavailable("onnxruntime is not installed (pip install 'fastresnet[peers]')") from None
+    return onnxruntime
+
+
+def onnx_export(model: nn.Module, example: torch.Tensor) -> bytes:
+    """``model`` as ONNX, its input named x and its output y, shapes fixed to ``example``'s."""
     buffer = io.BytesIO()
     try:
         torch.onnx.export(model, (example,), buffer, input_names=["x"], output_names=["y"], dynamo=False)
     except Exception as error:  # the exporter raises many kinds
         raise Unavailable(f"ONNX export failed: {type(error).__name__}: {error}") from None
+    return buffer.getvalue()
+
+
+def onnxruntime_runner(onnx_model: bytes) -> Callable:
+    """A CPU session of ``onnx_model`` on torch's thread count, as a callable on tensors."""
+    onnxruntime = import_onnxruntime()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     # ORT's threads otherwise spin after each run and slow down whatever is timed next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
 
 
 def _openvino(model: nn.Module, device: torch.device, example: torch.Tensor) -> Callable:
-    try:
-        import openvino
-    except ImportError:
-        raise Unavailable("openvino is not installed (pip install 'fastresnet[peers]')") from None
     if device.type != "cpu" or example.dtype not in OPENVINO_PRECISION:
         raise Unavailable("the openvino peer is measured on CPU in float32 and bfloat16")
     # OpenVINO takes the float32 model and float32 input, and runs it in the precision its
     # hint names: the way its users get bfloat16 (numpy has no bfloat16 to feed it).
-    model, dtype = model.float(), example.dtype
+    converted = openvino_convert(model.float(), example.float())
+    # Pinned: on CPUs with AVX512_BF16 or AMX the CPU plugin otherwise runs float32 models in
+    # bfloat16 (openvino_default_precision() says what it would choose here).
+    return openvino_runner(converted, {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[example.dtype]}, example.dtype)
+
+
+def openvino_convert(model: nn.Module, example: torch.Tensor):
+    """The float32 ``model`` as an OpenVINO model, its input shape fixed to ``example``'s."""
+    try:
+        import openvino
+    except ImportError:
+        raise Unavailable("openvino is not installed (pip install 'fastresnet[peers]')") from None
     try:
         # Through torch.export (not the deprecated TorchScript trace), with the input shape
-        # fixed to the example's, as ONNX Runtime gets it: static shapes plan best.
-        program = torch.export.export(model, (example.float(),))
-        converted = openvino.convert_model(program, input=[tuple(example.shape)])
+        # fixed, as ONNX Runtime gets it: static shapes plan best.
+        program = torch.export.export(model, (example,))
+        return openvino.convert_model(program, input=[tuple(example.shape)])
     except Exception as error:  # export and conversion raise many kinds
         raise Unavailable(f"OpenVINO conversion failed: {type(error).__name__}: {error}") from None
-    config = {
-        # Pinned: on CPUs with AVX512_BF16 or AMX the CPU plugin otherwise runs float32 models
-        # in bfloat16 (openvino_default_precision() says what it would choose here).
-        "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[dtype],
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        # One stream using all the threads: the setting for one request at a time.
-        "PERFORMANCE_HINT": "LATENCY",
-    }
+
+
+def openvino_runner(converted, config: dict, dtype: torch.dtype = torch.float32) -> Callable:
+    """``converted`` compiled for the CPU with ``config``, on torch's thread count and with the
+    latency hint (one stream using all the threads: the setting for one request at a time)."""
+    import openvino
+
+    config = {**config, "INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
     compiled = openvino.Core().compile_model(converted, "CPU", config)
     # The compiled model's outputs are fresh arrays each call (not views of a reused buffer).
     return lambda x: torch.from_numpy(compiled(x.float().contiguous().numpy())[0]).to(dtype)

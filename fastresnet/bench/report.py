@@ -124,6 +124,9 @@ def rows(result: BenchResult, context: Context) -> list[dict]:
                 out.append(dict(common, metric=name, p20=None, p50=value, p80=None, status="ok", note=None))
         if m.peak_memory_mib is not None:
             out.append(dict(common, metric="peak_memory_mib", p20=None, p50=m.peak_memory_mib, p80=None, status="ok", note=None))
+        if m.error_of_scale is not None:
+            note = "max |out - fp64 eager| / output scale, on the timed input"
+            out.append(dict(common, metric="error_vs_fp64", p20=None, p50=m.error_of_scale, p80=None, status="ok", note=note))
         if m.setup_s is not None:
             note = "build and first call (torch.compile's compile, Triton's autotuning)"
             out.append(dict(common, metric="setup_s", p20=None, p50=m.setup_s, p80=None, status="ok", note=note))
@@ -132,6 +135,10 @@ def rows(result: BenchResult, context: Context) -> list[dict]:
 
 def _fmt(value, digits=2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _error(value) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 def _cap_line(context: Context) -> str:
@@ -165,15 +172,15 @@ def markdown(table_rows: list[dict], context: Context, extra_sections: list[str]
         lines += [
             f"## {model}, batch {batch}",
             "",
-            "| backend | ms (p20-p80) | ms/image | images/s | vs eager | vs best peer | GFLOP/s | % of peak | peak MiB "
-            "| setup s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| backend | ms (p20-p80) | ms/image | images/s | vs eager | vs best peer | GFLOP/s | % of peak | error / scale "
+            "| peak MiB | setup s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         notes = []
         for backend, metrics in candidates.items():
             if "status" in metrics:
                 row = metrics["status"]
-                lines.append(f"| {backend} | {row['status']} | | | | | | | | |")
+                lines.append(f"| {backend} | {row['status']} | | | | | | | | | |")
                 notes.append(f"- {backend}: {row['status']}: {row['note']}")
                 continue
             lat = metrics["latency_ms"]
@@ -181,7 +188,8 @@ def markdown(table_rows: list[dict], context: Context, extra_sections: list[str]
             lines.append(
                 f"| {backend} | {_fmt(lat['p50'])} ({_fmt(lat['p20'])}-{_fmt(lat['p80'])}) | {_fmt(get('ms_per_image'))} "
                 f"| {_fmt(get('images_per_s'), 1)} | {_fmt(get('speedup_vs_eager'))}x | {_fmt(get('speedup_vs_best_peer'))}x "
-                f"| {_fmt(get('gflops_per_s'), 1)} | {_fmt(get('percent_of_peak'), 1)} | {_fmt(get('peak_memory_mib'), 0)} "
+                f"| {_fmt(get('gflops_per_s'), 1)} | {_fmt(get('percent_of_peak'), 1)} | {_error(get('error_vs_fp64'))} "
+                f"| {_fmt(get('peak_memory_mib'), 0)} "
                 f"| {_fmt(get('setup_s'), 1)} |"
             )
         lines += ["", *notes, ""] if notes else [""]

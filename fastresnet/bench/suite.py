@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..numerics import compare_to_reference
+from ..numerics import compare_to_reference, max_abs_error, output_scale
 from . import peers
 from .models import build_model, count_flops
 from .runner import Samples, measure_interleaved
@@ -32,6 +32,7 @@ class Measurement:
     error: str | None = None
     peak_memory_mib: float | None = None
     setup_s: float | None = None  # build and first call: torch.compile's compile, Triton's autotuning
+    error_of_scale: float | None = None  # max |out - fp64 eager| / the output scale, on the timed input
 
 
 @dataclass
@@ -91,6 +92,18 @@ def answer_error(out, eager_out, ref64, dtype: torch.dtype, candidate: str) -> s
     )
 
 
+# int8 candidates are calibrated on this many random batches of the timed shape: their speed
+# does not depend on the ranges (accuracy on real data is `fastresnet verify --dtype int8`'s).
+CALIBRATION_BATCHES = 4
+
+
+def calibration_batches(x: torch.Tensor) -> list[torch.Tensor]:
+    return [
+        torch.randn(x.shape, generator=torch.Generator().manual_seed(1000 + i)).to(x.device)
+        for i in range(CALIBRATION_BATCHES)
+    ]
+
+
 def reference64(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model in float64 on ``x``'s device, on ``x`` as the candidates get it."""
     return copy.deepcopy(model).to(device=x.device, dtype=torch.float64)(x.double())
@@ -116,7 +129,7 @@ def run_benchmark(
         result.flops_per_image[name] = count_flops(model, image_size)
         for batch in batch_sizes:
             x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(batch))
-            x = x.to(device=device, dtype=dtype)
+            x = x.to(device=device, dtype=torch.float32 if dtype == torch.int8 else dtype)  # int8 models take float
             result.measurements += _measure_one(
                 name, model, batch, x, dtype, device, candidates, repeats, warmup, progress
             )  # fmt: skip
@@ -128,7 +141,8 @@ def run_benchmark(
 
 
 def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warmup, progress=None) -> list[Measurement]:
-    done, runs, memory, setup = [], {}, {}, {}
+    done, runs, memory, setup, errors = [], {}, {}, {}, {}
+    calibration = calibration_batches(x) if dtype == torch.int8 else None
     if any(peers.is_torch_compile(c) for c in candidates):
         # A fresh dynamo cache per group: the earlier groups' compiled models are gone, and
         # without this dynamo would take a new batch size for a recompile and trace it with
@@ -141,11 +155,13 @@ def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warm
         for candidate in candidates:
             start = time.perf_counter()
             try:
-                run = peers.build(candidate, model, dtype, device, x)
+                run = peers.build(candidate, model, dtype, device, x, calibration)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats(device)
-                problem = answer_error(run(x), expected, ref64, dtype, candidate)  # also the first (compiling) call
+                out = run(x)  # also the first (compiling) call
+                problem = answer_error(out, expected, ref64, dtype, candidate)
+                errors[candidate] = max_abs_error(out, ref64) / output_scale(ref64)
                 if device.type == "cuda":
                     memory[candidate] = torch.cuda.max_memory_allocated(device) / 2**20
                     torch.cuda.synchronize()
@@ -172,6 +188,9 @@ def _measure_one(name, model, batch, x, dtype, device, candidates, repeats, warm
             done.append(Measurement(name, candidate, batch, "failed", error=guarded.error))
         else:
             done.append(
-                Measurement(name, candidate, batch, "ok", samples[candidate], None, memory.get(candidate), setup[candidate])
+                Measurement(
+                    name, candidate, batch, "ok", samples[candidate], None, memory.get(candidate), setup[candidate],
+                    errors[candidate],
+                )
             )  # fmt: skip
     return done

@@ -24,6 +24,7 @@ from ..api import optimize
 from ..quantization import quantize
 from ..explain import explain
 from ..numerics import INT8_ACCURACY_DROP, INT8_MODEL_ERROR, compare_to_reference, no_tf32
+from . import int8_peers
 from .models import build_model
 
 
@@ -45,6 +46,9 @@ class VerifyRow:
     # this dtype (the same model cast, unfused) and of fastresnet in it.
     eager_agreement_with_fp32: float | None = None
     fastresnet_agreement_with_fp32: float | None = None
+    # A peer's row (int8: NNCF's model in the fastresnet columns), shown for comparison: its
+    # result does not decide verify's.
+    peer: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,16 +141,43 @@ def verify_int8_digits(backend: str, steps: int, range_estimator: str = "minmax"
     agreement with float32's top-1, and the logits' error against float64 (at most
     numerics.INT8_MODEL_ERROR of the output scale). The "eager" columns are float32's."""
     model, images, labels = train_on_digits(steps)
-    train_images = digits()[0][_training_order()[:calibration_images]]
-    fast = quantize(model, train_images.split(32), backend=backend, range_estimator=range_estimator)
+    fast = quantize(model, int8_calibration(calibration_images), backend=backend, range_estimator=range_estimator)
+    name = f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}"
+    return _int8_row(model, fast, images, labels, name)
+
+
+def verify_nncf_int8_digits(steps: int, calibration_images: int = 512) -> VerifyRow:
+    """The same digits model and calibration digits, quantized by NNCF for OpenVINO
+    (``nncf.quantize`` with its defaults, as the int8 bench's openvino candidate): the peer
+    row fastresnet's int8 accuracy is read against. Raises Unavailable without nncf."""
+    model, images, labels = train_on_digits(steps)
+    calibration = int8_calibration(calibration_images)
+    run = int8_peers.openvino_nncf(model, calibration[0], calibration)
+    batch = len(calibration[0])  # the OpenVINO model's input shape is fixed to the calibration batch's
+
+    def in_batches(x: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([x, x[: -len(x) % batch]])  # repeats the first images to whole batches
+        return torch.cat([run(chunk) for chunk in padded.split(batch)])[: len(x)]
+
+    row = _int8_row(model, in_batches, images, labels, "openvino + nncf")
+    row.peer = True
+    return row
+
+
+def int8_calibration(images: int, batch: int = 32) -> list[torch.Tensor]:
+    """The first ``images`` training digits, in batches of ``batch``."""
+    return list(digits()[0][_training_order()[:images]].split(batch))
+
+
+def _int8_row(model, run, images, labels, backend: str) -> VerifyRow:
     with torch.no_grad(), no_tf32():
         ref64 = copy.deepcopy(model).double()(images.double())
-        fp32, out = model(images), fast(images)
+        fp32, out = model(images), run(images)
     scale = ref64.abs().max().item()
     error = (out.double() - ref64).abs().max().item()
     row = VerifyRow(
         model="resnet18 (digits)",
-        backend=f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}",
+        backend=backend,
         dtype="int8",
         data="digits",
         max_abs_error=error,
@@ -178,7 +209,8 @@ def markdown(rows: list[VerifyRow]) -> str:
         " fastresnet's top-1 agrees with the float32 eager model's at least as often as eager's own in the"
         " same dtype (the same model cast, unfused: 1 in float32, where it is the float32 model). int8 rows:"
         " \"eager\" is the float32 model; pass: error <= the int8 bound, and held-out accuracy at most"
-        f" {INT8_ACCURACY_DROP:g} below float32's.",
+        f" {INT8_ACCURACY_DROP:g} below float32's. A \"peer\" row is another engine's int8 model (in the"
+        " fastresnet columns) on the same calibration digits, for comparison; it does not decide the result.",
         "",
         "| model | backend | dtype | data | max abs error | / output scale | eager's error | bound | top-1 vs fp64 "
         "| top-1 vs fp32 eager: eager / fastresnet | accuracy eager / fastresnet | result |",
@@ -194,6 +226,6 @@ def markdown(rows: list[VerifyRow]) -> str:
         lines.append(
             f"| {r.model} | {r.backend} | {r.dtype} | {r.data} | {r.max_abs_error:.3g} | {r.relative_error:.3g} "
             f"| {r.eager_max_abs_error:.3g} | {r.bound:.3g} | {r.top1_agreement:.3f} | {agreement} | {accuracy} "
-            f"| {'pass' if r.passed else 'FAIL'} |"
+            f"| {('peer: ' if r.peer else '') + ('pass' if r.passed else 'FAIL')} |"
         )
     return "\n".join(lines) + "\n"
