@@ -27,6 +27,7 @@ KERNEL_CASES = [
     (32, 32, 3, 2, 1, 1, 8, 9, 9),  # grouped, 4 channels per group
     (10, 12, 3, 1, 1, 1, 2, 6, 6),  # grouped, 5 channels per group: each group padded to 8
     (8, 8, 1, 1, 1, 1, 1, 3, 3),  # 1x1 with padding: the borders read only the zero point
+    (3, 16, 7, 2, 3, 1, 1, 17, 15),  # the stem: C_in 3 padded to 4, its padding written out with them
 ]
 
 

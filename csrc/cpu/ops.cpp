@@ -163,17 +163,20 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
 // count), up to three for an int8 one (its steps go by four). NHWC.
 // A plain loop per element size: at::constant_pad_nd took 0.3 ms on ResNet's 224x224 input.
 template <class Element>
+void copy_pixels_with_zero_channels(const Element* in, Element* out, int64_t pixels, int64_t groups,
+                                    int64_t per_group, int64_t count) {
+  for (int64_t p = 0; p < pixels * groups; ++p) {
+    for (int64_t i = 0; i < per_group; ++i) *out++ = *in++;
+    for (int64_t i = 0; i < count; ++i) *out++ = Element(0);
+  }
+}
+
+template <class Element>
 void copy_with_zero_channels(const Element* from, Element* to, int64_t pixels, int64_t groups, int64_t per_group,
                              int64_t count) {
   at::parallel_for(0, pixels, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const Element* in = from + p * groups * per_group;
-      Element* out = to + p * groups * (per_group + count);
-      for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t i = 0; i < per_group; ++i) *out++ = *in++;
-        for (int64_t i = 0; i < count; ++i) *out++ = Element(0);
-      }
-    }
+    copy_pixels_with_zero_channels(from + begin * groups * per_group, to + begin * groups * (per_group + count),
+                                   end - begin, groups, per_group, count);
   });
 }
 
@@ -191,6 +194,28 @@ at::Tensor append_zero_channels(const at::Tensor& x, int64_t groups, int64_t cou
     case 2: copy(uint16_t{}); break;
     default: TORCH_CHECK(x.element_size() == 4, "append_zero_channels: unexpected element size"); copy(uint32_t{});
   }
+  return padded;
+}
+
+// A uint8 NHWC input with `count` zero channels appended to each group, as append_zero_channels,
+// and its padding written out around each image: `pad_h` rows and `pad_w` columns of `fill`
+// (the input's zero point, what a real zero quantizes to).
+at::Tensor pad_uint8_input(const at::Tensor& x, int64_t groups, int64_t count, int64_t pad_h, int64_t pad_w,
+                           uint8_t fill) {
+  const at::Tensor in = nhwc(x);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), padded_c = c + groups * count;
+  const int64_t padded_h = h + 2 * pad_h, padded_w = w + 2 * pad_w;
+  at::Tensor padded =
+      at::full({n, padded_c, padded_h, padded_w}, fill, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const uint8_t* from = in.const_data_ptr<uint8_t>();
+  uint8_t* to = padded.mutable_data_ptr<uint8_t>();
+  at::parallel_for(0, n * h, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t image = row / h, y = row % h;
+      uint8_t* first = to + ((image * padded_h + y + pad_h) * padded_w + pad_w) * padded_c;
+      copy_pixels_with_zero_channels(from + row * w * c, first, w, groups, c / groups, count);
+    }
+  });
   return padded;
 }
 
@@ -437,7 +462,17 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
 
-  const at::Tensor x = in_c4 != in_c_g ? append_zero_channels(nhwc(input), groups, in_c4 - in_c_g) : nhwc(input);
+  // Where C_in/groups is not a multiple of 4 (the stem's 3) the input is copied anyway, to
+  // append zero channels: the padding is written out in the same copy. With so few channels
+  // each tap is one quad, and a tile at the image's left or right edge, which reads tap by tap
+  // (Int8TileRunner), costs several times one that reads whole kernel rows.
+  at::Tensor x = nhwc(input);
+  if (in_c4 != in_c_g && (s.pad_h > 0 || s.pad_w > 0)) {
+    x = pad_uint8_input(input, groups, in_c4 - in_c_g, s.pad_h, s.pad_w, static_cast<uint8_t>(input_zero_point));
+    s.in_h += 2 * s.pad_h, s.in_w += 2 * s.pad_w, s.pad_h = 0, s.pad_w = 0;
+  } else if (in_c4 != in_c_g) {
+    x = append_zero_channels(x, groups, in_c4 - in_c_g);
+  }
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
   std::optional<at::Tensor> res;
   if (residual.has_value()) {

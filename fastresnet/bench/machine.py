@@ -179,7 +179,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, 
                 f"vector int8 dot peak ({int8[1]}, measured: {int8[0] / 1e9:.1f} GOP/s)"
             )
         if int8 is not None:
-            return int8[0], f"int8 dot peak ({int8[1]}, measured; GOP/s, 2 per multiply-add)"
+            return int8[0], f"int8 dot peak ({int8[1]}, measured; int8 operations counted as FLOPs, 2 per multiply-add)"
     if device.type == "cpu":
         bf16 = _cpu_bf16_peak(repeats=3) if dtype == torch.bfloat16 else None
         if bf16 is not None and _ext.cpu_features().get("amx_bf16"):
