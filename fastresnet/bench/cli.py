@@ -55,7 +55,7 @@ def _add_common(parser: argparse.ArgumentParser, default_models: str) -> None:
     parser.add_argument("--models", default=default_models, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument(
-        "--dtype", type=_dtype, default=torch.float32, help="float32, float16, bfloat16, or int8 (CPU; post-training quantization, see int8_peers.py)"
+        "--dtype", type=_dtype, default=torch.float32, help="float32, float16, bfloat16, or int8 (CPU only)"
     )
     parser.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
