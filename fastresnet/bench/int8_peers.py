@@ -59,13 +59,17 @@ def build(name: str, model: nn.Module, device: torch.device, example: torch.Tens
 
 
 def openvino_nncf(model: nn.Module, example: torch.Tensor, calibration: list) -> Callable:
+    return peers.openvino_runner(nncf_quantized(model, example, calibration), {})
+
+
+def nncf_quantized(model: nn.Module, example: torch.Tensor, calibration: list):
+    """The OpenVINO model of ``model`` after ``nncf.quantize`` (its defaults) on ``calibration``."""
     try:
         import nncf
     except ImportError:
         raise Unavailable("nncf is not installed (pip install 'fastresnet[peers]')") from None
     converted = peers.openvino_convert(model, example)
-    quantized = nncf.quantize(converted, nncf.Dataset([x.numpy() for x in calibration]), subset_size=len(calibration))
-    return peers.openvino_runner(quantized, {})
+    return nncf.quantize(converted, nncf.Dataset([x.numpy() for x in calibration]), subset_size=len(calibration))
 
 
 def _onnxruntime_qdq(model: nn.Module, example: torch.Tensor, calibration: list) -> Callable:
