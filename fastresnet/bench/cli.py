@@ -1,4 +1,4 @@
-"""The command line: `fastresnet bench` and `fastresnet verify` (also `python -m fastresnet`)."""
+"""The command line: `fastresnet bench`, `fastresnet verify` and `fastresnet predict` (also `python -m fastresnet`)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,53 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--range-estimator", choices=ESTIMATORS, default=ESTIMATORS[0], help="int8: how activation ranges are calibrated"
     )
+    predict = commands.add_parser("predict", help="classify or embed image files with the optimized model")
+    predict.add_argument("source", help="a folder (recursively), a glob pattern, a text file of paths, or an image")
+    predict.add_argument("--model", required=True, help="a torchvision ResNet name (e.g. resnet50) or module:callable")
+    predict.add_argument("--weights", default=None, help="a local state_dict or checkpoint (loaded with weights_only)")
+    predict.add_argument("--out", type=Path, required=True, help="the rows: a .csv or .parquet file")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--top-k", type=int, default=1, help="also write the K best classes and their scores")
+    predict.add_argument("--labels", default=None, help="a text file of class names, one per line")
+    predict.add_argument("--embed", action="store_true", help="write the pooled features instead of classes")
+    predict.add_argument("--resize", type=int, default=256, help="the short side, before the center crop")
+    predict.add_argument("--crop", type=int, default=224, help="the center crop's side")
+    predict.add_argument("--dtype", type=_dtype, default=torch.float32, help="float32, bfloat16 or float16")
+    predict.add_argument("--backend", default="auto", help="the fastresnet backend (default: auto)")
+    predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: 1 on 2 CPUs)")
+    predict.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     return main
+
+
+def predict_command(args) -> int:
+    """Exit status 0 when every image was read, 1 when some were skipped (listed on stderr)."""
+    from ..predict import predict
+    from ..predict.run import print_progress
+
+    if args.dtype == torch.int8:
+        print("fastresnet predict: --dtype int8 needs calibration data: quantize with fastresnet.quantize, "
+              "then call fastresnet.predict.predict with the model", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.weights is None:
+        print("note: no --weights: the model's weights are random, and so are its predictions", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        summary = predict(
+            args.source, args.model, args.out, weights=args.weights, batch_size=args.batch_size, top_k=args.top_k,
+            labels=args.labels, embed=args.embed, resize=args.resize, crop=args.crop, dtype=args.dtype,
+            backend=args.backend, workers=args.workers, progress=print_progress,
+        )  # fmt: skip
+    except ValueError as error:
+        print(f"fastresnet predict: {error}", file=sys.stderr)
+        return 2
+    for path, why in summary.failed:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    print(
+        f"wrote {summary.written} rows to {summary.out} ({summary.images} images, {len(summary.failed)} skipped; "
+        f"{summary.images_per_s:.1f} images/s, decoding included)"
+    )
+    return 1 if summary.failed else 0
 
 
 def default_candidates(device: torch.device, dtype: torch.dtype) -> list[str]:
@@ -227,6 +273,8 @@ def verify(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parse = parser()
     args = parse.parse_args(argv)
+    if args.command == "predict":
+        return predict_command(args)
     _validate(args, parse)
     if args.command == "verify":
         return verify(args)

@@ -1,0 +1,13 @@
+"""Batch inference over image files: `fastresnet predict` (cli.py) and its Python API.
+
+    from fastresnet.predict import predict
+    summary = predict("photos/", "resnet50", weights="resnet50.pth", out="labels.csv")
+
+sources.py finds the images, model.py builds the model and loads its weights, images.py
+decodes and preprocesses them in background workers, run.py runs the optimized model over
+them in batches and writes the rows (output.py).
+"""
+
+from .run import PredictSummary, predict
+
+__all__ = ["PredictSummary", "predict"]
