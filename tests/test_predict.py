@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import calibrated
 from fastresnet.bench import cli
-from fastresnet.predict import predict
+from fastresnet.predict import predict, run
 from fastresnet.predict.images import preprocessing, read_rgb
 
 SIZE = dict(resize=72, crop=64)  # small images keep the test fast; the defaults are 256 / 224
@@ -155,3 +155,10 @@ def test_parquet_output(folder, weights, tmp_path):
     summary = predict(folder, "resnet18", out, weights=path, workers=0, **SIZE)
     table = pyarrow.parquet.read_table(out).to_pylist()
     assert [r["path"] for r in table] == [str(folder / n) for n in sorted(GOOD)] and len(summary.failed) == 3
+
+
+@pytest.mark.parametrize("cpus,threads,workers", [(2, 2, 0), (16, 8, 8), (32, 8, 8), (4, 1, 3), (1, 2, 0)])
+def test_decoders_take_only_the_cpus_the_model_leaves_free(cpus, threads, workers, monkeypatch):
+    monkeypatch.setattr(run.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(run.torch, "get_num_threads", lambda: threads)
+    assert run.default_workers() == workers

@@ -102,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--crop", type=int, default=224, help="the center crop's side")
     predict.add_argument("--dtype", type=_dtype, default=torch.float32, help="float32, bfloat16 or float16")
     predict.add_argument("--backend", default="auto", help="the fastresnet backend (default: auto)")
-    predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: 1 on 2 CPUs)")
+    predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CPUs the model's threads leave free)")
     predict.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     return main
 

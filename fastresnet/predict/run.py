@@ -30,10 +30,14 @@ class PredictSummary:
 
 
 def default_workers() -> int:
-    """Decoding processes: one on a machine of two CPUs or fewer (the model needs the cores),
-    else a quarter of them, at most 8."""
-    cpus = os.cpu_count() or 1
-    return 1 if cpus <= 2 else min(8, cpus // 4)
+    """Decoding processes: the CPUs the model's threads leave free, at most 8; none where
+    they take every CPU. A decoder beside them there costs more than it saves: on a 2-vCPU
+    Zen 4 (ResNet-50, batch 8, 2 threads; BENCHMARKS.md) decoding in between batches in
+    this process gave 39.1-42.7 ms per image, one or two worker processes 47.4-55.2, the
+    model alone 38.6: its threads wait at each parallel region's barrier for the one the
+    decoder displaced."""
+    free = (os.cpu_count() or 1) - torch.get_num_threads()
+    return max(0, min(8, free))
 
 
 def _labels(path: str | Path | None) -> list[str] | None:
