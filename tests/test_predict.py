@@ -162,3 +162,42 @@ def test_decoders_take_only_the_cpus_the_model_leaves_free(cpus, threads, worker
     monkeypatch.setattr(run.os, "cpu_count", lambda: cpus)
     monkeypatch.setattr(run.torch, "get_num_threads", lambda: threads)
     assert run.default_workers() == workers
+
+
+def test_the_ray_engine_gives_the_same_rows_on_a_local_two_cpu_cluster(folder, weights, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'fastresnet[ray]')")
+    from fastresnet.predict.ray_engine import predict_with_ray
+
+    _, path = weights
+    local = predict(folder, "resnet18", tmp_path / "local.csv", weights=path, top_k=3, batch_size=2, workers=0, **SIZE)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        # One actor of both CPUs (the default on one machine), then two of one CPU each.
+        for actors, cpus in ((None, None), (2, 1)):
+            out = tmp_path / f"ray{actors}.csv"
+            summary = predict_with_ray(
+                folder, "resnet18", out, weights=path, top_k=3, batch_size=2, actors=actors, cpus_per_actor=cpus, **SIZE
+            )  # fmt: skip
+            assert read_rows(out) == read_rows(tmp_path / "local.csv")
+            assert sorted(summary.failed) == sorted(local.failed) and summary.written == local.written
+    finally:
+        ray.shutdown()
+
+
+def test_the_command_passes_the_ray_options_through(folder, weights, tmp_path, monkeypatch):
+    from fastresnet.predict import ray_engine
+
+    calls = []
+
+    def fake(source, model, out, **options):
+        calls.append((source, model, out, options))
+        return run.PredictSummary(images=8, written=5, failed=[("x.jpg", "broken")], seconds=1.0, out=out)
+
+    monkeypatch.setattr(ray_engine, "predict_with_ray", fake)
+    argv = ["predict", str(folder), "--model", "resnet18", "--out", str(tmp_path / "o.csv"), "--engine", "ray",
+            "--actors", "2", "--cpus-per-actor", "1", "--address", "ray://head:10001", "--top-k", "2"]  # fmt: skip
+    assert cli.main(argv) == 1  # one image skipped
+    ((source, model, out, options),) = calls
+    assert (source, model, out) == (str(folder), "resnet18", tmp_path / "o.csv")
+    assert options["actors"] == 2 and options["cpus_per_actor"] == 1 and options["address"] == "ray://head:10001"
+    assert options["top_k"] == 2 and "workers" not in options

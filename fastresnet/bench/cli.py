@@ -104,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", default="auto", help="the fastresnet backend (default: auto)")
     predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CPUs the model's threads leave free)")
     predict.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    predict.add_argument("--engine", choices=("local", "ray"), default="local", help="this process, or Ray actors")
+    predict.add_argument("--address", default=None, help="ray: an existing cluster (default: RAY_ADDRESS, else a local one)")
+    predict.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per node)")
+    predict.add_argument("--cpus-per-actor", type=int, default=None, help="ray: CPUs (and threads) per actor")
     return main
 
 
@@ -120,12 +124,20 @@ def predict_command(args) -> int:
         print("note: no --weights: the model's weights are random, and so are its predictions", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
+    common = dict(
+        weights=args.weights, batch_size=args.batch_size, top_k=args.top_k, labels=args.labels, embed=args.embed,
+        resize=args.resize, crop=args.crop, dtype=args.dtype, backend=args.backend, progress=print_progress,
+    )  # fmt: skip
     try:
-        summary = predict(
-            args.source, args.model, args.out, weights=args.weights, batch_size=args.batch_size, top_k=args.top_k,
-            labels=args.labels, embed=args.embed, resize=args.resize, crop=args.crop, dtype=args.dtype,
-            backend=args.backend, workers=args.workers, progress=print_progress,
-        )  # fmt: skip
+        if args.engine == "ray":
+            from ..predict.ray_engine import predict_with_ray
+
+            summary = predict_with_ray(
+                args.source, args.model, args.out, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                address=args.address, **common,
+            )  # fmt: skip
+        else:
+            summary = predict(args.source, args.model, args.out, workers=args.workers, **common)
     except ValueError as error:
         print(f"fastresnet predict: {error}", file=sys.stderr)
         return 2

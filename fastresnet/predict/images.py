@@ -47,13 +47,17 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        path = self.paths[index]
-        try:
-            if path.stat().st_size == 0:
-                raise ValueError("the file is empty")
-            return index, self.transform(read_rgb(path)), None
-        except Exception as error:  # PIL raises many kinds; each is a reason to skip the image
-            return index, None, f"{type(error).__name__}: {error}"
+        return index, *decode(self.paths[index], self.transform)
+
+
+def decode(path: Path, transform) -> tuple[torch.Tensor | None, str | None]:
+    """(the preprocessed image, None), or (None, why it could not be read)."""
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        return transform(read_rgb(path)), None
+    except Exception as error:  # PIL raises many kinds; each is a reason to skip the image
+        return None, f"{type(error).__name__}: {error}"
 
 
 def _collate(items):

@@ -40,7 +40,8 @@ def default_workers() -> int:
     return max(0, min(8, free))
 
 
-def _labels(path: str | Path | None) -> list[str] | None:
+def read_labels(path: str | Path | None) -> list[str] | None:
+    """The class names in ``path``, one per line, or None without one."""
     if path is None:
         return None
     names = [line.strip() for line in Path(path).read_text().splitlines()]
@@ -75,9 +76,9 @@ def predict(
     output.check_target(out)
     paths = sources.image_paths(source)
     net = build_model(model, weights) if isinstance(model, str) else model.eval()
-    names = _labels(labels)
+    names = read_labels(labels)
     if embed:
-        net = _without_classifier(net)
+        net = without_classifier(net)
     fast = optimize(net, backend=backend, dtype=dtype)
     loader = images.batches(paths, images.preprocessing(resize, crop), batch_size, default_workers() if workers is None else workers)
     writer = output.RowWriter(out)
@@ -90,7 +91,7 @@ def predict(
                 summary.failed += [(str(paths[i]), why) for i, why in failed]
                 if batch is not None:
                     result = fast(batch.to(dtype)).float()
-                    rows = _embedding_rows(paths, indices, result) if embed else _class_rows(paths, indices, result, top_k, names)
+                    rows = rows_of(paths, indices, result, top_k, names, embed)
                     fieldnames = list(rows[0])
                     writer.write(rows)
                     summary.written += len(rows)
@@ -104,7 +105,12 @@ def predict(
     return summary
 
 
-def _without_classifier(net: nn.Module) -> nn.Module:
+def rows_of(paths, indices, result: torch.Tensor, top_k: int, names, embed: bool) -> list[dict]:
+    """The output rows of images ``indices`` of ``paths``, from the model's ``result`` for them."""
+    return _embedding_rows(paths, indices, result) if embed else _class_rows(paths, indices, result, top_k, names)
+
+
+def without_classifier(net: nn.Module) -> nn.Module:
     """The model with its final Linear (``fc``) replaced by the identity: its output is then
     the pooled features. A copy: the caller's model is not changed."""
     import copy

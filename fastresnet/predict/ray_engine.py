@@ -1,0 +1,106 @@
+"""`fastresnet predict --engine ray`: the same rows, with the model run by a pool of Ray actors.
+
+Ray Data holds the image paths; each actor builds and optimizes the model once, then decodes
+and runs the batches it is given (so a cluster decodes where it computes, and no CPU is
+needed for separate read tasks: on a 2-CPU machine an actor pool that took every CPU left
+none for Ray Data's read tasks, and the pipeline stalled). The driver turns the logits (or
+features) into rows exactly as the single-process path does (run.py), and writes them.
+
+A local cluster by default; an existing one with ``address`` or RAY_ADDRESS. By default one
+actor per node, asking for the CPUs of the smallest node, its torch threads set to them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..api import optimize
+from . import images, output, run, sources
+from .model import build_model
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray (pip install 'fastresnet[ray]')") from None
+    return ray
+
+
+class Predictor:
+    """A Ray Data actor: the optimized model, built once; a batch of paths in, for each path
+    the model's output (or zeros) and why the image could not be read (or "")."""
+
+    def __init__(self, model: str, weights, embed: bool, dtype: torch.dtype, backend: str, threads: int, resize, crop):
+        torch.set_num_threads(threads)
+        net = build_model(model, weights)
+        self.fast = optimize(run.without_classifier(net) if embed else net, backend=backend, dtype=dtype)
+        self.transform, self.dtype = images.preprocessing(resize, crop), dtype
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        decoded = [images.decode(Path(p), self.transform) for p in batch["path"]]
+        good = [i for i, (x, _) in enumerate(decoded) if x is not None]
+        results = np.zeros((len(decoded), 1), np.float32)  # for a batch of which nothing could be read
+        if good:
+            with torch.inference_mode():
+                out = self.fast(torch.stack([decoded[i][0] for i in good]).to(self.dtype)).float().flatten(1)
+            results = np.zeros((len(decoded), out.shape[1]), np.float32)
+            results[good] = out.numpy()
+        errors = np.array([why or "" for _, why in decoded], dtype=object)
+        return {"path": batch["path"], "error": errors, "result": results}
+
+
+def predict_with_ray(
+    source, model: str, out, *, weights=None, batch_size: int = 8, top_k: int = 1, labels=None, embed: bool = False,
+    resize: int = images.RESIZE, crop: int = images.CROP, dtype: torch.dtype = torch.float32, backend: str = "auto",
+    actors: int | None = None, cpus_per_actor: int | None = None, address: str | None = None, progress=None,
+) -> run.PredictSummary:  # fmt: skip
+    """As run.predict, with the model in a pool of ``actors`` Ray actors of ``cpus_per_actor``
+    CPUs each (defaults: one per node, the smallest node's CPUs)."""
+    ray = _import_ray()
+    if batch_size < 1 or top_k < 1:
+        raise ValueError(f"batch_size and top_k must be >= 1, got {batch_size} and {top_k}")
+    out = Path(out)
+    output.check_target(out)
+    paths = sources.image_paths(source)
+    build_model(model, weights)  # a model or weights that do not fit fail here, before the cluster starts
+    names = run.read_labels(labels)
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # rows in the source's order
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+    cpus = cpus_per_actor or int(min(n["Resources"]["CPU"] for n in nodes))
+    pool = actors or len(nodes)
+    dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
+        Predictor, batch_size=batch_size, batch_format="numpy", concurrency=pool, num_cpus=cpus,
+        fn_constructor_kwargs=dict(model=model, weights=weights, embed=embed, dtype=dtype, backend=backend,
+                                   threads=cpus, resize=resize, crop=crop),
+    )  # fmt: skip
+    writer = output.RowWriter(out)
+    summary = run.PredictSummary(images=len(paths), written=0, out=out)
+    start, fieldnames = time.perf_counter(), ["path"]
+    try:
+        for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            batch_paths = [Path(p) for p in batch["path"]]
+            failed = [i for i, why in enumerate(batch["error"]) if why]
+            summary.failed += [(str(batch_paths[i]), batch["error"][i]) for i in failed]
+            kept = [i for i in range(len(batch_paths)) if not batch["error"][i]]
+            if kept:
+                result = torch.from_numpy(batch["result"][kept])
+                rows = run.rows_of(batch_paths, kept, result, top_k, names, embed)
+                fieldnames = list(rows[0])
+                writer.write(rows)
+                summary.written += len(rows)
+            if progress is not None:
+                progress(summary.written + len(summary.failed), len(paths), time.perf_counter() - start)
+        writer.close(fieldnames)
+    except BaseException:
+        writer.abandon()
+        raise
+    summary.seconds = time.perf_counter() - start
+    return summary
