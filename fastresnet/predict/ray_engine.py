@@ -13,7 +13,6 @@ actor per node, asking for the CPUs of the smallest node, its torch threads set 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,26 +80,13 @@ def predict_with_ray(
         fn_constructor_kwargs=dict(model=model, weights=weights, embed=embed, dtype=dtype, backend=backend,
                                    threads=cpus, resize=resize, crop=crop),
     )  # fmt: skip
-    writer = output.RowWriter(out)
-    summary = run.PredictSummary(images=len(paths), written=0, out=out)
-    start, fieldnames = time.perf_counter(), ["path"]
-    try:
+
+    def outputs():
         for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
-            batch_paths = [Path(p) for p in batch["path"]]
-            failed = [i for i, why in enumerate(batch["error"]) if why]
-            summary.failed += [(str(batch_paths[i]), batch["error"][i]) for i in failed]
-            kept = [i for i in range(len(batch_paths)) if not batch["error"][i]]
-            if kept:
-                result = torch.from_numpy(batch["result"][kept])
-                rows = run.rows_of(batch_paths, kept, result, top_k, names, embed)
-                fieldnames = list(rows[0])
-                writer.write(rows)
-                summary.written += len(rows)
-            if progress is not None:
-                progress(summary.written + len(summary.failed), len(paths), time.perf_counter() - start)
-        writer.close(fieldnames)
-    except BaseException:
-        writer.abandon()
-        raise
-    summary.seconds = time.perf_counter() - start
-    return summary
+            errors = batch["error"]
+            kept = [i for i, why in enumerate(errors) if not why]
+            result = torch.from_numpy(batch["result"][kept]) if kept else None
+            failed = [(str(batch["path"][i]), errors[i]) for i, why in enumerate(errors) if why]
+            yield [Path(batch["path"][i]) for i in kept], result, failed
+
+    return run.write_rows(outputs(), run.PredictSummary(images=len(paths), written=0, out=out), top_k, names, embed, progress)

@@ -75,28 +75,37 @@ def predict(
     out = Path(out)
     output.check_target(out)
     paths = sources.image_paths(source)
-    net = build_model(model, weights) if isinstance(model, str) else model.eval()
+    net = build_model(model, weights) if isinstance(model, str) else model  # optimize() refuses training mode
     names = read_labels(labels)
     if embed:
         net = without_classifier(net)
     fast = optimize(net, backend=backend, dtype=dtype)
     loader = images.batches(paths, images.preprocessing(resize, crop), batch_size, default_workers() if workers is None else workers)
-    writer = output.RowWriter(out)
-    summary = PredictSummary(images=len(paths), written=0, out=out)
-    start = time.perf_counter()
-    fieldnames = ["path"]
-    try:
+
+    def outputs():
         with torch.inference_mode():
             for indices, batch, failed in loader:
-                summary.failed += [(str(paths[i]), why) for i, why in failed]
-                if batch is not None:
-                    result = fast(batch.to(dtype)).float()
-                    rows = rows_of(paths, indices, result, top_k, names, embed)
-                    fieldnames = list(rows[0])
-                    writer.write(rows)
-                    summary.written += len(rows)
-                if progress is not None:
-                    progress(summary.written + len(summary.failed), len(paths), time.perf_counter() - start)
+                result = fast(batch.to(dtype)).float() if batch is not None else None
+                yield [paths[i] for i in indices], result, [(str(paths[i]), why) for i, why in failed]
+
+    return write_rows(outputs(), PredictSummary(images=len(paths), written=0, out=out), top_k, names, embed, progress)
+
+
+def write_rows(outputs, summary: PredictSummary, top_k: int, names, embed: bool, progress=None) -> PredictSummary:
+    """Write to ``summary.out`` the rows of ``outputs``, batches of (paths, the model's output
+    for them or None, [(path, why it was skipped), ...]), counting them in ``summary``."""
+    writer = output.RowWriter(summary.out)
+    start, fieldnames = time.perf_counter(), ["path"]
+    try:
+        for kept, result, failed in outputs:
+            summary.failed += failed
+            if kept:
+                rows = rows_of(kept, range(len(kept)), result, top_k, names, embed)
+                fieldnames = list(rows[0])
+                writer.write(rows)
+                summary.written += len(rows)
+            if progress is not None:
+                progress(summary.written + len(summary.failed), summary.images, time.perf_counter() - start)
         writer.close(fieldnames)
     except BaseException:
         writer.abandon()
