@@ -201,3 +201,15 @@ def test_the_command_passes_the_ray_options_through(folder, weights, tmp_path, m
     assert (source, model, out) == (str(folder), "resnet18", tmp_path / "o.csv")
     assert options["actors"] == 2 and options["cpus_per_actor"] == 1 and options["address"] == "ray://head:10001"
     assert options["top_k"] == 2 and "workers" not in options
+
+
+def test_the_preprocessing_of_named_torchvision_weights(folder, weights, tmp_path):
+    model, path = weights
+    out = tmp_path / "named.csv"
+    predict(folder / "b/c/photo.jpg", "resnet18", out, weights=path, transforms="ResNet18_Weights.IMAGENET1K_V1", workers=0)
+    transform = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    with torch.no_grad():
+        expected = model(transform(read_rgb(folder / "b/c/photo.jpg"))[None]).argmax(1)
+    assert [int(r["class"]) for r in read_rows(out)] == expected.tolist()
+    with pytest.raises(ValueError, match="not a torchvision weights name such as"):
+        predict(folder, "resnet18", tmp_path / "never.csv", transforms="ResNet18_Weights.BEST")

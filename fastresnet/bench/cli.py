@@ -100,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--embed", action="store_true", help="write the pooled features instead of classes")
     predict.add_argument("--resize", type=int, default=256, help="the short side, before the center crop")
     predict.add_argument("--crop", type=int, default=224, help="the center crop's side")
+    predict.add_argument(
+        "--transforms", default=None, help="instead: the preprocessing of torchvision weights, e.g. ResNet50_Weights.IMAGENET1K_V2"
+    )
     predict.add_argument("--dtype", type=_dtype, default=torch.float32, help="float32, bfloat16 or float16")
     predict.add_argument("--backend", default="auto", help="the fastresnet backend (default: auto)")
     predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CPUs the model's threads leave free)")
@@ -126,7 +129,8 @@ def predict_command(args) -> int:
         torch.set_num_threads(args.threads)
     common = dict(
         weights=args.weights, batch_size=args.batch_size, top_k=args.top_k, labels=args.labels, embed=args.embed,
-        resize=args.resize, crop=args.crop, dtype=args.dtype, backend=args.backend, progress=print_progress,
+        resize=args.resize, crop=args.crop, transforms=args.transforms, dtype=args.dtype, backend=args.backend,
+        progress=print_progress,
     )  # fmt: skip
     try:
         if args.engine == "ray":

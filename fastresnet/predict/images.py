@@ -27,6 +27,17 @@ def preprocessing(resize: int = RESIZE, crop: int = CROP) -> transforms.Compose:
     )
 
 
+def weights_preprocessing(name: str):
+    """The preprocessing torchvision documents for its weights ``name`` (e.g.
+    "ResNet50_Weights.IMAGENET1K_V2": resize 232, crop 224), built without downloading them."""
+    import torchvision
+
+    try:
+        return torchvision.models.get_weight(name).transforms()
+    except (KeyError, ValueError, AttributeError):
+        raise ValueError(f"--transforms {name!r}: not a torchvision weights name such as 'ResNet50_Weights.IMAGENET1K_V2'") from None
+
+
 def read_rgb(path: Path):
     """The image at ``path`` as an RGB PIL image, decoded in full (a truncated file raises
     here, not later); grey, palette and RGBA images are converted."""

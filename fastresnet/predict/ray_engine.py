@@ -35,11 +35,13 @@ class Predictor:
     """A Ray Data actor: the optimized model, built once; a batch of paths in, for each path
     the model's output (or zeros) and why the image could not be read (or "")."""
 
-    def __init__(self, model: str, weights, embed: bool, dtype: torch.dtype, backend: str, threads: int, resize, crop):
+    def __init__(self, model: str, weights, embed: bool, dtype: torch.dtype, backend: str, threads: int, resize, crop,
+                 transforms=None):  # fmt: skip
         torch.set_num_threads(threads)
         net = build_model(model, weights)
         self.fast = optimize(run.without_classifier(net) if embed else net, backend=backend, dtype=dtype)
-        self.transform, self.dtype = images.preprocessing(resize, crop), dtype
+        self.dtype = dtype
+        self.transform = images.weights_preprocessing(transforms) if transforms else images.preprocessing(resize, crop)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         decoded = [images.decode(Path(p), self.transform) for p in batch["path"]]
@@ -56,7 +58,8 @@ class Predictor:
 
 def predict_with_ray(
     source, model: str, out, *, weights=None, batch_size: int = 8, top_k: int = 1, labels=None, embed: bool = False,
-    resize: int = images.RESIZE, crop: int = images.CROP, dtype: torch.dtype = torch.float32, backend: str = "auto",
+    resize: int = images.RESIZE, crop: int = images.CROP, transforms: str | None = None,
+    dtype: torch.dtype = torch.float32, backend: str = "auto",
     actors: int | None = None, cpus_per_actor: int | None = None, address: str | None = None, progress=None,
 ) -> run.PredictSummary:  # fmt: skip
     """As run.predict, with the model in a pool of ``actors`` Ray actors of ``cpus_per_actor``
@@ -66,6 +69,8 @@ def predict_with_ray(
         raise ValueError(f"batch_size and top_k must be >= 1, got {batch_size} and {top_k}")
     out = Path(out)
     output.check_target(out)
+    if transforms:
+        images.weights_preprocessing(transforms)  # a bad name fails before the cluster starts
     paths = sources.image_paths(source)
     build_model(model, weights)  # a model or weights that do not fit fail here, before the cluster starts
     names = run.read_labels(labels)
@@ -78,7 +83,7 @@ def predict_with_ray(
     dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
         Predictor, batch_size=batch_size, batch_format="numpy", concurrency=pool, num_cpus=cpus,
         fn_constructor_kwargs=dict(model=model, weights=weights, embed=embed, dtype=dtype, backend=backend,
-                                   threads=cpus, resize=resize, crop=crop),
+                                   threads=cpus, resize=resize, crop=crop, transforms=transforms),
     )  # fmt: skip
 
     def outputs():

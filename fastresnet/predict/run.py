@@ -60,6 +60,7 @@ def predict(
     embed: bool = False,
     resize: int = images.RESIZE,
     crop: int = images.CROP,
+    transforms: str | None = None,
     dtype: torch.dtype = torch.float32,
     backend: str = "auto",
     workers: int | None = None,
@@ -69,18 +70,23 @@ def predict(
     torchvision ResNet name, ``module:callable``, or a module) made fast by ``optimize``.
     Rows: path, class (top-1 index), score (its softmax probability), top-k classes and
     scores with ``top_k`` > 1, their names with ``labels``; or path and the pooled features
-    with ``embed``. Unreadable images are skipped and listed in the summary."""
+    with ``embed``. Preprocessing: ``resize`` and ``crop`` (images.preprocessing), or the one
+    torchvision documents for the weights named by ``transforms``. Unreadable images are
+    skipped and listed in the summary."""
     if batch_size < 1 or top_k < 1:
         raise ValueError(f"batch_size and top_k must be >= 1, got {batch_size} and {top_k}")
     out = Path(out)
     output.check_target(out)
+    if transforms:
+        images.weights_preprocessing(transforms)  # a bad name fails before any work
     paths = sources.image_paths(source)
     net = build_model(model, weights) if isinstance(model, str) else model  # optimize() refuses training mode
     names = read_labels(labels)
     if embed:
         net = without_classifier(net)
     fast = optimize(net, backend=backend, dtype=dtype)
-    loader = images.batches(paths, images.preprocessing(resize, crop), batch_size, default_workers() if workers is None else workers)
+    transform = images.weights_preprocessing(transforms) if transforms else images.preprocessing(resize, crop)
+    loader = images.batches(paths, transform, batch_size, default_workers() if workers is None else workers)
 
     def outputs():
         with torch.inference_mode():
