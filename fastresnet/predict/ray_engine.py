@@ -46,12 +46,15 @@ class Predictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         decoded = [images.decode(Path(p), self.transform) for p in batch["path"]]
         good = [i for i, (x, _) in enumerate(decoded) if x is not None]
-        results = np.zeros((len(decoded), 1), np.float32)  # for a batch of which nothing could be read
+        # One vector per image, empty where it could not be read: an object column, so that
+        # batches with nothing readable concatenate with the others whatever Ray re-batches.
+        results = np.empty(len(decoded), dtype=object)
+        results[:] = [np.zeros(0, np.float32)] * len(decoded)
         if good:
             with torch.inference_mode():
-                out = self.fast(torch.stack([decoded[i][0] for i in good]).to(self.dtype)).float().flatten(1)
-            results = np.zeros((len(decoded), out.shape[1]), np.float32)
-            results[good] = out.numpy()
+                out = self.fast(torch.stack([decoded[i][0] for i in good]).to(self.dtype)).float().flatten(1).numpy()
+            for row, i in enumerate(good):
+                results[i] = out[row]
         errors = np.array([why or "" for _, why in decoded], dtype=object)
         return {"path": batch["path"], "error": errors, "result": results}
 
@@ -90,7 +93,7 @@ def predict_with_ray(
         for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
             errors = batch["error"]
             kept = [i for i, why in enumerate(errors) if not why]
-            result = torch.from_numpy(batch["result"][kept]) if kept else None
+            result = torch.from_numpy(np.stack([batch["result"][i] for i in kept])) if kept else None
             failed = [(str(batch["path"][i]), errors[i]) for i, why in enumerate(errors) if why]
             yield [Path(batch["path"][i]) for i in kept], result, failed
 
