@@ -1,6 +1,6 @@
-"""Decoding and preprocessing, run in DataLoader workers so that the cores that run the
-model are not left idle while images decode. An image that cannot be read is kept as its
-path and the reason, not raised: the run goes on without it."""
+"""Decoding and preprocessing, in DataLoader worker processes where the model's threads leave
+CPUs free (run.default_workers), else in between batches. An image that cannot be read is
+kept as its path and the reason, not raised: the run goes on without it."""
 
 from __future__ import annotations
 
