@@ -158,10 +158,7 @@ at::Tensor winograd_conv(const at::Tensor& input, const at::Tensor& weight, cons
   return out.finish();
 }
 
-// The input with `count` zero channels appended to each group, for a weight laid out with
-// them: one for a bf16 weight of odd C_in/groups (the paired reduction steps need an even
-// count), up to three for an int8 one (its steps go by four). NHWC.
-// A plain loop per element size: at::constant_pad_nd took 0.3 ms on ResNet's 224x224 input.
+// `pixels` NHWC pixels copied with `count` zero channels after each group's `per_group`.
 template <class Element>
 void copy_pixels_with_zero_channels(const Element* in, Element* out, int64_t pixels, int64_t groups,
                                     int64_t per_group, int64_t count) {
@@ -180,6 +177,10 @@ void copy_with_zero_channels(const Element* from, Element* to, int64_t pixels, i
   });
 }
 
+// The input with `count` zero channels appended to each group, for a weight laid out with
+// them: one for a bf16 weight of odd C_in/groups (the paired reduction steps need an even
+// count), up to three for an int8 one (its steps go by four). NHWC. A plain loop per element
+// size: at::constant_pad_nd took 0.3 ms on ResNet's 224x224 input.
 at::Tensor append_zero_channels(const at::Tensor& x, int64_t groups, int64_t count = 1) {
   const at::Tensor in = nhwc(x);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);

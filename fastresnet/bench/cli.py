@@ -18,7 +18,7 @@ from . import int8_peers, layers, machine, peers, report
 from .models import MODEL_NAMES, build_model, check_model_name
 from .suite import Progress, run_benchmark
 from .verify import markdown as verify_markdown
-from .verify import verify_digits, verify_int8_digits, verify_nncf_int8_digits, verify_random
+from .verify import train_on_digits, verify_digits, verify_int8_digits, verify_nncf_int8_digits, verify_random
 
 
 def _list(text: str) -> list[str]:
@@ -265,9 +265,11 @@ def verify(args) -> int:
     if args.dtype == torch.int8 and (args.no_digits or args.device.type != "cpu"):
         print("verify --dtype int8 checks the digits model on the CPU only: nothing to do", file=sys.stderr)
         return 2
+    # int8: one digits model, trained once, for every row (quantizing it leaves it as it is).
+    digits_model = train_on_digits(args.digits_steps) if args.dtype == torch.int8 else None
     for backend in backend_names:
         if args.dtype == torch.int8:  # real data only: int8 has no eager in its dtype to judge random data by
-            rows.append(verify_int8_digits(backend, args.digits_steps, args.range_estimator))
+            rows.append(verify_int8_digits(backend, digits_model, args.range_estimator))
             continue
         for name in args.models:
             rows.append(verify_random(name, backend, args.dtype, args.device, args.image_size))
@@ -275,7 +277,7 @@ def verify(args) -> int:
             rows.append(verify_digits(backend, args.dtype, args.device, args.digits_steps))
     if args.dtype == torch.int8:
         try:
-            rows.append(verify_nncf_int8_digits(args.digits_steps))
+            rows.append(verify_nncf_int8_digits(digits_model))
         except peers.Unavailable as reason:
             print(f"note: no NNCF row to compare with: {reason}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)

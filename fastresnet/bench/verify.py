@@ -135,22 +135,23 @@ def verify_digits(backend: str, dtype: torch.dtype, device: torch.device, steps:
     return row
 
 
-def verify_int8_digits(backend: str, steps: int, range_estimator: str = "minmax", calibration_images: int = 512) -> VerifyRow:
-    """The digits ResNet-18 in int8, calibrated on ``calibration_images`` of its training
-    digits: held-out accuracy against float32 (at most numerics.INT8_ACCURACY_DROP lower),
-    agreement with float32's top-1, and the logits' error against float64 (at most
-    numerics.INT8_MODEL_ERROR of the output scale). The "eager" columns are float32's."""
-    model, images, labels = train_on_digits(steps)
+def verify_int8_digits(backend: str, trained: tuple, range_estimator: str = "minmax", calibration_images: int = 512) -> VerifyRow:
+    """The digits ResNet-18 (``trained``, as train_on_digits() returns it) in int8, calibrated
+    on ``calibration_images`` of its training digits: held-out accuracy against float32 (at
+    most numerics.INT8_ACCURACY_DROP lower), agreement with float32's top-1, and the logits'
+    error against float64 (at most numerics.INT8_MODEL_ERROR of the output scale). The
+    "eager" columns are float32's."""
+    model, images, labels = trained
     fast = quantize(model, int8_calibration(calibration_images), backend=backend, range_estimator=range_estimator)
     name = f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}"
     return _int8_row(model, fast, images, labels, name)
 
 
-def verify_nncf_int8_digits(steps: int, calibration_images: int = 512) -> VerifyRow:
+def verify_nncf_int8_digits(trained: tuple, calibration_images: int = 512) -> VerifyRow:
     """The same digits model and calibration digits, quantized by NNCF for OpenVINO
     (``nncf.quantize`` with its defaults, as the int8 bench's openvino candidate): the peer
     row fastresnet's int8 accuracy is read against. Raises Unavailable without nncf."""
-    model, images, labels = train_on_digits(steps)
+    model, images, labels = trained
     calibration = int8_calibration(calibration_images)
     run = int8_peers.openvino_nncf(model, calibration[0], calibration)
     batch = len(calibration[0])  # the OpenVINO model's input shape is fixed to the calibration batch's

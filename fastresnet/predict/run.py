@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import time
@@ -128,8 +129,6 @@ def rows_of(paths, indices, result: torch.Tensor, top_k: int, names, embed: bool
 def without_classifier(net: nn.Module) -> nn.Module:
     """The model with its final Linear (``fc``) replaced by the identity: its output is then
     the pooled features. A copy: the caller's model is not changed."""
-    import copy
-
     if not isinstance(getattr(net, "fc", None), nn.Linear):
         raise ValueError("--embed takes a model whose classifier is a Linear named fc (torchvision's ResNets)")
     net = copy.deepcopy(net)
