@@ -54,7 +54,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "tier's vectors; RuntimeError where the tier or the CPU has none.");
   m.def("int8_dot_peak_gops", &cpu::int8_dot_peak_gops, py::arg("threads"), py::arg("iterations"),
         "Measured int8 dot-product peak (GOP/s, u8 x s8 into int32) of `threads` threads with the active "
-        "tier's int8 conv products.");
+        "tier's faster int8 conv products (its int8-7bit kernels' where it has them).");
   m.def("bf16_dot_unsupported_reason", &cpu::bf16_dot_unsupported_reason,
         "Why bf16_dot_peak_gflops() cannot run here, or ''.");
   m.def(
@@ -72,7 +72,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
           t["bf16_conv"] = tier->bf16_conv;
-          t["int8_conv"] = tier->int8_conv;
+          t["int8_conv"] = tier->int8.name;
+          t["int8_narrow_conv"] = tier->int8_narrow.run != nullptr ? py::cast(std::string(tier->int8_narrow.name))
+                                                                   : py::none();
           t["winograd4x4_max_channels"] = f.winograd4x4_limit(false);
           t["winograd2x2_max_channels"] = f.winograd2x2_limit(false);
           t["bf16_winograd4x4_max_channels"] = f.winograd4x4_limit(true);
@@ -124,6 +126,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           }
           l["activation_dtypes"] = py::tuple(activations);
           l["pads_input_channel"] = layout.pad_in != 0;
+          l["int8_weight_bound"] = layout.int8 != nullptr ? py::cast(layout.int8->weight_bound) : py::none();
           layouts.append(l);
         }
         return layouts;

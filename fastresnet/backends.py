@@ -47,9 +47,14 @@ class Backend:
         """Its int8 ops (ops/schemas.py INT8_SCHEMAS), where it has them."""
         raise NotImplementedError(f"the {self.name} backend has no int8 ops")
 
-    def int8_weight_layout(self) -> str:
-        """The layout its int8 convs read their weight in (ops/weight_layout.py)."""
+    def int8_weight_layout(self, weight: torch.Tensor) -> str:
+        """The layout its int8 convs read ``weight`` (int8, logical) in (ops/weight_layout.py)."""
         return weight_layout.LOGICAL
+
+    def int8_weight_bits(self) -> int:
+        """quantize()'s default width for the int8 weights: 8 (-127..127), or 7 (-64..64) where
+        only that width runs these kernels' fast int8 convs."""
+        return 8
 
     def int8_note(self) -> str:
         """For explain() of an int8 model: how its int8 convs compute ("" if nothing to say)."""
@@ -222,11 +227,18 @@ class CpuKernelsBackend(ExtensionBackend):
         _ext.extension()
         return cpp_int8.register()
 
-    def int8_weight_layout(self) -> str:
-        return weight_layout.for_tier_int8(active_cpu_tier()["name"])
+    def int8_weight_layout(self, weight: torch.Tensor) -> str:
+        return weight_layout.for_tier_int8(active_cpu_tier()["name"], weight)
+
+    def int8_weight_bits(self) -> int:
+        # Tiers without VNNI: VPMADDUBSW's int16 pairs hold u8 x s7 products only (vec_int8_avx2.h).
+        return 7 if active_cpu_tier()["int8_narrow_conv"] else 8
 
     def int8_note(self) -> str:
         tier = active_cpu_tier()
+        if tier["int8_narrow_conv"]:
+            return (f"int8 convs: the {tier['name']} tier's, with 7-bit weights (-64..64) {tier['int8_narrow_conv']}; "
+                    f"with wider weights {tier['int8_conv']}")  # fmt: skip
         return f"int8 convs: the {tier['name']} tier's, {tier['int8_conv']}"
 
     def choice_note(self) -> str:

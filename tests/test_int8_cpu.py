@@ -31,9 +31,26 @@ KERNEL_CASES = [
 ]
 
 
-def packed(args, tier):
-    layout = weight_layout.for_tier_int8(tier["name"])
+def packed(args, tier, layout=None):
+    layout = layout or weight_layout.for_tier_int8(tier["name"])
     return dict(args, weight=weight_layout.pack(args["weight"], args["groups"], layout), weight_layout=layout)
+
+
+def int8_layouts(tier) -> dict[str, int]:
+    """The tier's int8 layouts and the largest |weight| each takes: "int8-blocked" (any), and
+    "int8-7bit" (-64..64) where the tier has VPMADDUBSW kernels."""
+    return {
+        name: layout.int8_weight_bound
+        for name, layout in weight_layout._packed_layouts().items()
+        if layout.tier == tier["name"] and layout.int8_weight_bound
+    }
+
+
+def within(args, bound: int):
+    """int8_args with the weight clamped to -bound..bound (its compensation to match)."""
+    weight = args["weight"].clamp(-bound, bound)
+    zero_point = args["input_zero_point"]
+    return dict(args, weight=weight, compensation=(zero_point * weight.to(torch.int64).sum(dim=(1, 2, 3))).to(torch.int32))
 
 
 def test_int8_layout_packs_as_its_tier_multiplies(cpu_tier):
@@ -53,17 +70,42 @@ def test_int8_layout_packs_as_its_tier_multiplies(cpu_tier):
     assert (p.flatten(0, 3)[..., 1, :, :].abs().sum() > 0) and p.flatten()[-1] == 0  # C_in 6 padded to 8 with zeros
 
 
+def test_the_7bit_layout_exists_exactly_where_the_tier_multiplies_by_vpmaddubsw(cpu_tier):
+    layouts = int8_layouts(cpu_tier)
+    name = f"{cpu_tier['name']}:int8-7bit"
+    assert (name in layouts) == (cpu_tier["int8_narrow_conv"] is not None) == ("VPDPBUSD" not in cpu_tier["int8_conv"])
+    assert layouts[f"{cpu_tier['name']}:int8-blocked"] == 127
+    if name not in layouts:
+        return
+    assert layouts[name] == 64 and "VPMADDUBSW" in cpu_tier["int8_narrow_conv"]
+    w = torch.randint(-64, 65, (40, 6, 3, 3), dtype=torch.int8)
+    p = weight_layout.pack(w, 1, name)  # int8 quads, as VNNI's, in blocks of 16 channels
+    assert p.dtype == torch.int8 and p.shape == (1, 3, 3, 3, 2, 16, 4)
+    assert p[0, 35 // 16, 2, 1, 5 // 4, 35 % 16, 5 % 4] == w[35, 5, 2, 1]
+    for bad in (65, -65):
+        wide = w.clone()
+        wide[3, 2, 1, 0] = bad
+        with pytest.raises(ValueError, match=f"'{name}' takes int8 weights in -64..64, got .*{bad}"):
+            weight_layout.pack(wide, 1, name)
+    # The layout follows the weight: 7-bit where it fits, the widened kernels' beyond.
+    assert weight_layout.for_tier_int8(cpu_tier["name"], w) == name
+    assert weight_layout.for_tier_int8(cpu_tier["name"], w.clamp(-65, 65) * 2) == f"{cpu_tier['name']}:int8-blocked"
+    assert weight_layout.for_tier_int8(cpu_tier["name"], torch.full((1, 1, 1, 1), -128, dtype=torch.int8)).endswith("blocked")
+
+
 @pytest.mark.parametrize("case", INT8_CASES + KERNEL_CASES)
 @pytest.mark.parametrize("residual,relu", [(True, True), (False, False), (False, True), (True, False)])
 def test_int8_conv_is_the_references_bit_for_bit(case, residual, relu, cpu_tier):
     a = int8_args(case, residual, relu)
     a["input_zero_point"] = 37  # a zero point in every case: the padding must read it
     a["compensation"] = (37 * a["weight"].to(torch.int64).sum(dim=(1, 2, 3))).to(torch.int32)
-    expected = REFERENCE.int8_conv2d(**a)
-    for args in (packed(a, cpu_tier), a):  # packed once by quantize(), or per call
-        out = CPP.int8_conv2d(**args)
-        assert out.dtype == torch.uint8 and out.stride() == expected.stride()  # the input's memory format
-        assert torch.equal(out, expected)
+    for layout, bound in int8_layouts(cpu_tier).items():  # any weight, and -64..64 for the 7-bit kernels
+        b = within(a, bound)
+        expected = REFERENCE.int8_conv2d(**b)
+        for args in (packed(b, cpu_tier, layout), b):  # packed once by quantize(), or per call
+            out = CPP.int8_conv2d(**args)
+            assert out.dtype == torch.uint8 and out.stride() == expected.stride()  # the input's memory format
+            assert torch.equal(out, expected), layout
 
 
 def test_int8_conv_saturates_and_rounds_ties_as_the_reference(cpu_tier):
@@ -82,9 +124,24 @@ def test_int8_conv_saturates_and_rounds_ties_as_the_reference(cpu_tier):
 
 
 def test_int8_conv_answers_the_same_on_any_thread_count(cpu_tier):
-    a = packed(int8_args((64, 48, 3, 1, 1, 1, 1, 14, 14), residual=True, relu=True), cpu_tier)
-    answers = answers_on_thread_counts(lambda: CPP.int8_conv2d(**a))
-    assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
+    for layout, bound in int8_layouts(cpu_tier).items():
+        a = packed(within(int8_args((64, 48, 3, 1, 1, 1, 1, 14, 14), residual=True, relu=True), bound), cpu_tier, layout)
+        answers = answers_on_thread_counts(lambda: CPP.int8_conv2d(**a))
+        assert torch.equal(answers[0], answers[1]) and torch.equal(answers[0], answers[2])
+
+
+def test_the_7bit_kernels_products_sit_at_the_int16_edge_without_saturating(cpu_tier):
+    # Every pair 255 x 64 + 255 x 64 = 32640 (or its negative): the largest VPMADDUBSW pair
+    # the bound allows, next to int16's 32767; one saturation would change the sums.
+    name = f"{cpu_tier['name']}:int8-7bit"
+    if name not in int8_layouts(cpu_tier):
+        pytest.skip(f"the {cpu_tier['name']} tier multiplies by VPDPBUSD, which has no int16 pairs")
+    a = int8_args((64, 16, 1, 1, 0, 1, 1, 3, 3), residual=False, relu=False)
+    a["input"] = torch.full_like(a["input"], 255)
+    a["weight"] = torch.where(torch.arange(16).view(-1, 1, 1, 1) % 2 == 0, 64, -64).to(torch.int8).expand_as(a["weight"]).contiguous()
+    a["multiplier"] = torch.full_like(a["multiplier"], 1 / 8192)  # 64 x 255 x 64 / 8192 = 127.5: inside 0..255
+    a = within(a, 64)
+    assert torch.equal(CPP.int8_conv2d(**packed(a, cpu_tier, name)), REFERENCE.int8_conv2d(**a))
 
 
 def test_int8_conv_refuses_what_it_cannot_take(cpu_tier):
@@ -187,9 +244,11 @@ def test_a_cpp_int8_model_is_the_reference_int8_model_bit_for_bit(name, cpu_tier
     model = calibrated(getattr(torchvision.models, name)(num_classes=10), image_size=32)
     batches = calibration_batches()
     fast = fastresnet.quantize(model, batches, backend="cpp-cpu")
-    reference = fastresnet.quantize(model, batches, backend="reference")
+    bits = BACKENDS["cpp-cpu"].int8_weight_bits()  # 7 on tiers without VNNI
+    reference = fastresnet.quantize(model, batches, backend="reference", weight_bits=bits)
     convs = [m for m in fast.modules() if isinstance(m, QuantizedConv2d)]
-    assert {c.weight_layout for c in convs} == {weight_layout.for_tier_int8(cpu_tier["name"])}
+    suffix = "int8-7bit" if bits == 7 else "int8-blocked"
+    assert {c.weight_layout for c in convs} == {f"{cpu_tier['name']}:{suffix}"}
     assert fastresnet.explain(fast).info.backend == "cpp-cpu"
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -208,6 +267,38 @@ def test_the_packed_weight_follows_a_loaded_state_dict(tiny_resnet, cpu_tier):
         assert not torch.equal(fast(x), expected)
         fast.load_state_dict(state)
         assert torch.equal(fast(x), expected)
+
+
+def test_quantize_takes_7_bit_weights_where_the_tier_runs_them_fastest(tiny_resnet, cpu_tier):
+    batches = calibration_batches()
+    narrow = cpu_tier["int8_narrow_conv"] is not None
+    default = fastresnet.quantize(tiny_resnet, batches, backend="cpp-cpu")
+    full = fastresnet.quantize(tiny_resnet, batches, backend="cpp-cpu", weight_bits=8)
+    for model, levels, suffix in [(default, 64 if narrow else 127, "int8-7bit" if narrow else "int8-blocked"),
+                                  (full, 127, "int8-blocked")]:  # fmt: skip
+        convs = [m for m in model.modules() if isinstance(m, QuantizedConv2d)]
+        # Symmetric per channel: every channel's largest weight lands on the top level.
+        assert all(int(c.weight.to(torch.int16).abs().amax(dim=(1, 2, 3)).min()) == levels for c in convs)
+        assert {c.weight_layout for c in convs} == {f"{cpu_tier['name']}:{suffix}"}
+    notes = " ".join(fastresnet.explain(default).info.notes)
+    assert ("in 7 bits: -64..64, the default of these kernels" in notes) == narrow
+    assert "in 8 bits: -127..127" in " ".join(fastresnet.explain(full).info.notes)
+    with pytest.raises(ValueError, match="weight_bits must be 7, 8 or None"):
+        fastresnet.quantize(tiny_resnet, batches, weight_bits=4)
+
+
+def test_a_loaded_state_dict_brings_its_weights_layout(tiny_resnet, cpu_tier):
+    # 7-bit weights loaded into a model quantized with 8: packed for the 7-bit kernels where
+    # the tier has them, and the answers those of the 7-bit model.
+    batches = calibration_batches()
+    seven = fastresnet.quantize(tiny_resnet, batches, backend="cpp-cpu", weight_bits=7)
+    eight = fastresnet.quantize(tiny_resnet, batches, backend="cpp-cpu", weight_bits=8)
+    eight.load_state_dict(seven.state_dict())
+    convs = [m for m in eight.modules() if isinstance(m, QuantizedConv2d)]
+    assert {c.weight_layout for c in convs} == {weight_layout.for_tier_int8(cpu_tier["name"], convs[0].weight)}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(eight(x), seven(x))
 
 
 def test_int8_is_what_the_tiers_say_they_take():

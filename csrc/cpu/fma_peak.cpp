@@ -1,5 +1,5 @@
 // The peak probes' driver: each thread runs the active tier's fma_chains, bf16_dot_chains or
-// int8_dot_chains (tier_table.h, tier_<name>.cpp).
+// the int8 kernels' dot_chains (tier_table.h, tier_<name>.cpp).
 #include "fma_peak.h"
 
 #include <chrono>
@@ -65,8 +65,10 @@ double bf16_dot_peak_gflops(int threads, int64_t iterations) {
 
 double int8_dot_peak_gops(int threads, int64_t iterations) {
   const CpuTier& tier = probe_tier();
+  // The faster kernels' products: the narrow ones where the tier has them (quantize()'s default there).
+  const Int8Kernels& int8 = tier.int8_narrow.run != nullptr ? tier.int8_narrow : tier.int8;
   // Four products per int32 lane, each a multiply and an add.
-  return chains_gflops(tier.int8_dot_chains, 8.0 * (tier.int8_block / 2) * kFmaChains, threads, iterations);
+  return chains_gflops(int8.dot_chains, 8.0 * (int8.block / 2) * kFmaChains, threads, iterations);
 }
 
 }  // namespace fastresnet::cpu

@@ -102,19 +102,19 @@ struct WinogradPlan {
   int64_t items() const { return chunks * ranges; }
 };
 
-// How a tier's int8 conv reads its weight, "<tier>:int8-blocked" (layouts.h): per quad of
-// reduction steps, kWidenedPairs (int16, AVX2's VPMADDWD: the even steps' pair of every
-// output channel, then the odd) or kQuads (int8, VNNI's VPDPBUSD: each channel's four steps).
+// How an int8 conv reads its weight (layouts.h): per quad of reduction steps, kWidenedPairs
+// (int16, AVX2's VPMADDWD: the even steps' pair of every output channel, then the odd) or
+// kQuads (int8, VPDPBUSD and VPMADDUBSW: each channel's four steps).
 enum class Int8Packing { kWidenedPairs, kQuads };
 
 // The int8 conv (int8_conv_kernel.h): uint8 NHWC activations with one (scale, zero point) per
-// tensor, the weight "<tier>:int8-blocked" (layouts.h), int32 sums and the float32
-// requantizing epilogue of ops/int8_reference.py. ConvShape::in_c counts the input's
-// channels padded to a multiple of 4 per group (the reduction runs four steps at a time; the
-// weight is zero there), ConvShape::block is the tier's int8_block.
+// tensor, the weight in an int8 layout (layouts.h), int32 sums and the float32 requantizing
+// epilogue of ops/int8_reference.py. ConvShape::in_c counts the input's channels padded to a
+// multiple of 4 per group (the reduction runs four steps at a time; the weight is zero there),
+// ConvShape::block is the kernels' Int8Kernels::block.
 struct Int8ConvTensors {
   const uint8_t* input;          // (batch, in_h, in_w, in_c)
-  const void* weight;            // in the tier's Int8Packing: int16 or int8, one element per step and channel
+  const void* weight;            // in the kernels' Int8Packing: int16 or int8, one element per step and channel
   const float* multiplier;       // per output channel, padded with zeros to whole blocks per group
   const float* bias;             // the same
   const int32_t* compensation;   // the same
@@ -123,6 +123,23 @@ struct Int8ConvTensors {
   int32_t residual_zero_point, input_zero_point, output_zero_point;
   uint8_t* output;               // (batch, out_h, out_w, out_c)
   bool relu;
+};
+
+// One int8 conv kernel of a tier, from one int8 vector policy (vec_int8_*.h): how it
+// multiplies, for explain(), the largest |weight| it takes exactly, its output channels per
+// weight block and weight packing, its plan and kernel (as CpuTier::plan_conv and run_conv),
+// and its peak probe: kFmaChains chains of its dot products (four u8 x s8 products per int32
+// lane, block / 2 lanes), the ceiling it is measured against. run is null where a tier has
+// no such kernel.
+struct Int8Kernels {
+  const char* name;
+  int weight_bound;
+  int64_t block;
+  Int8Packing packing;
+  ConvPlan (*plan)(const ConvShape& shape, int threads);
+  void (*run)(const ConvShape& shape, const Int8ConvTensors& tensors, const ConvPlan& plan, int64_t begin,
+              int64_t end);
+  float (*dot_chains)(int64_t iterations);
 };
 
 struct PoolShape {
@@ -200,23 +217,16 @@ struct CpuTier {
   // Winograd over bf16 activations, with plan_winograd's plan (WinogradTensorsOf).
   void (*run_winograd_bf16)(const WinogradShape& shape, const WinogradTensorsOf<Bf16>& tensors,
                             const WinogradPlan& plan, int64_t begin, int64_t end);
-  // The int8 conv (Int8ConvTensors): how it multiplies, for explain(), its output channels
-  // per weight block and weight packing, and its plan and kernel, as plan_conv and run_conv.
-  const char* int8_conv;
-  int64_t int8_block;
-  Int8Packing int8_packing;
-  ConvPlan (*plan_int8_conv)(const ConvShape& shape, int threads);
-  void (*run_int8_conv)(const ConvShape& shape, const Int8ConvTensors& tensors, const ConvPlan& plan, int64_t begin,
-                        int64_t end);
+  // The int8 conv, for any int8 weight, and where the tier has one a faster form for weights
+  // within its narrower bound (AVX2's VPMADDUBSW: vec_int8_avx2.h), each with its own layout.
+  Int8Kernels int8;
+  Int8Kernels int8_narrow;
   // kFmaChains chains of `iterations` vector FMAs on this thread; returns a value that
   // depends on them all, so they cannot be optimised away.
   float (*fma_chains)(int64_t iterations);
   // The same with bf16 dot products into fp32 (two products per lane per instruction), or
   // null: the peak that bf16 kernels are measured against. Needs facts.bf16_dot_features.
   float (*bf16_dot_chains)(int64_t iterations);
-  // The same with the int8 conv's dot products (four u8 x s8 products per int32 lane, with
-  // int8_block / 2 lanes): the peak the int8 kernels are measured against.
-  float (*int8_dot_chains)(int64_t iterations);
 };
 
 }  // namespace fastresnet::cpu

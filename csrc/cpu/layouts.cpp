@@ -52,7 +52,10 @@ const std::vector<WeightLayout>& weight_layouts() {
       all.push_back({prefix + "blocked", WeightLayout::kBlocked, tier, 0, 0});
       all.push_back({prefix + "winograd2x2", WeightLayout::kWinograd, tier, 2, 0});
       all.push_back({prefix + "winograd4x4", WeightLayout::kWinograd, tier, 4, 0});
-      all.push_back({prefix + "int8-blocked", WeightLayout::kInt8Blocked, tier, 0, 0});
+      all.push_back({prefix + "int8-blocked", WeightLayout::kInt8Blocked, tier, 0, 0, &tier->int8});
+      if (tier->int8_narrow.run != nullptr) {
+        all.push_back({prefix + "int8-7bit", WeightLayout::kInt8Blocked, tier, 0, 0, &tier->int8_narrow});
+      }
       if (!has_bf16_kernels(*tier)) continue;
       all.push_back({prefix + "blocked-bf16", WeightLayout::kBlockedBf16, tier, 0, 0});
       all.push_back({prefix + "blocked-bf16-padded", WeightLayout::kBlockedBf16, tier, 0, 1});
@@ -124,8 +127,8 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
       return {out_c, 2 * s[4] - layout.pad_in, s[2], s[3]};
     }
     case WeightLayout::kInt8Blocked: {
-      const int64_t block = layout.tier->int8_block;
-      const bool quads = layout.tier->int8_packing == Int8Packing::kQuads;
+      const int64_t block = layout.int8->block;
+      const bool quads = layout.int8->packing == Int8Packing::kQuads;
       const bool head = groups >= 1 && out_c % groups == 0 && s.size() >= 5 && s[0] == groups &&
                         s[1] == ceil_div(out_c / groups, block);
       const bool tail = quads ? s.size() == 7 && s[5] == block && s[6] == 4
@@ -171,11 +174,17 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
     case WeightLayout::kInt8Blocked: {
       TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, op, ": layout '", layout.name,
                         "' packs an int8 weight, got ", weight.scalar_type());
-      const int64_t block = layout.tier->int8_block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
+      const int64_t bound = layout.int8->weight_bound;
+      if (bound < 127 && weight.numel() > 0) {  // the kernels' products would saturate beyond it
+        const int64_t lo = weight.min().item<int64_t>(), hi = weight.max().item<int64_t>();
+        TORCH_CHECK_VALUE(-bound <= lo && hi <= bound, op, ": layout '", layout.name, "' takes int8 weights in -",
+                          bound, "..", bound, ", got ", lo, "..", hi, " (the tier's 'int8-blocked' takes any)");
+      }
+      const int64_t block = layout.int8->block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
       const int64_t in_c4 = ceil_div(in_c_g, 4) * 4;
       at::Tensor w = weight.to(layout.dtype()).reshape({groups, out_c_g, in_c_g, kh, kw});
       w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, in_c4 - in_c_g, 0, blocks * block - out_c_g});  // zeros
-      if (layout.tier->int8_packing == Int8Packing::kQuads) {
+      if (layout.int8->packing == Int8Packing::kQuads) {
         // (G, NB, B, C4/4, step, KH, KW) -> (G, NB, KH, KW, C4/4, B, step): step 4q + step.
         return w.reshape({groups, blocks, block, in_c4 / 4, 4, kh, kw}).permute({0, 1, 5, 6, 3, 2, 4}).contiguous();
       }

@@ -14,13 +14,15 @@
 //   "<tier>:blocked-bf16-padded"  the same for odd C_in/groups, with one zero input channel
 //                         appended per group (the op appends one to the input too);
 //   "<tier>:int8-blocked" the int8 conv's, C_in/groups zero-padded to C4, a multiple of 4
-//                         (the op pads the input alike), B = the tier's int8_block, packed as
-//                         the tier's Int8Packing says: kWidenedPairs (vec_int8_avx2.h), the
-//                         int8 weight widened to int16, (groups, ceil(C_out/groups/B), KH, KW,
-//                         C4/4, 2, B, 2): for each 4 reduction steps, the even steps' pair
+//                         (the op pads the input alike), B = the kernels' block, packed as
+//                         the tier's CpuTier::int8 kernels say: kWidenedPairs (vec_int8_avx2.h),
+//                         the int8 weight widened to int16, (groups, ceil(C_out/groups/B), KH,
+//                         KW, C4/4, 2, B, 2): for each 4 reduction steps, the even steps' pair
 //                         (0, 2) of every output channel side by side, then the odd (1, 3);
 //                         kQuads (vec_int8_avx512vnni.h), int8, (groups, ceil(C_out/groups/B),
-//                         KH, KW, C4/4, B, 4): each output channel's 4 steps side by side.
+//                         KH, KW, C4/4, B, 4): each output channel's 4 steps side by side;
+//   "<tier>:int8-7bit"    the same for the tier's CpuTier::int8_narrow kernels, where it has
+//                         them (AVX2's VPMADDUBSW): weights in -64..64 only, kQuads.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -42,11 +44,12 @@ struct WeightLayout {
   const CpuTier* tier;  // the kernels that read it; null for the logical layout
   int64_t m;            // Winograd output tile (2 or 4); 0 otherwise
   int64_t pad_in;       // zero input channels appended per group: 1 for blocked-bf16-padded
+  const Int8Kernels* int8 = nullptr;  // the int8 layouts' kernels: the tier's int8 or int8_narrow
 
-  // The weight's dtype: bf16 for the blocked-bf16 layouts, int16 or int8 for int8-blocked
-  // (its tier's Int8Packing), else float32 (the logical layout takes any).
+  // The weight's dtype: bf16 for the blocked-bf16 layouts, int16 or int8 for the int8 ones
+  // (their kernels' Int8Packing), else float32 (the logical layout takes any).
   at::ScalarType dtype() const {
-    if (kind == kInt8Blocked) return tier->int8_packing == Int8Packing::kQuads ? at::kChar : at::kShort;
+    if (kind == kInt8Blocked) return int8->packing == Int8Packing::kQuads ? at::kChar : at::kShort;
     return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat;
   }
   // The activations' dtypes its kernels take: the weight's own; for Winograd, whose float32

@@ -429,7 +429,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   TORCH_CHECK_VALUE(groups >= 1 && out_c % groups == 0 && input.size(1) % groups == 0, op, ": groups=", groups,
                     " must divide C_out=", out_c, " and C_in=", input.size(1));
   TORCH_CHECK_VALUE(layout.kind == WeightLayout::kLogical || layout.kind == WeightLayout::kInt8Blocked, op,
-                    ": expected an int8 weight laid out as 'oihw' or '<tier>:int8-blocked', got '", layout.name, "'");
+                    ": expected an int8 weight laid out as 'oihw' or '<tier>:int8-blocked' or '<tier>:int8-7bit', got '", layout.name, "'");
   const bool logical = layout.kind == WeightLayout::kLogical;
   if (logical) {
     TORCH_CHECK_VALUE(weight_arg.dim() == 4 && weight_arg.scalar_type() == at::kChar && weight_arg.size(0) == out_c,
@@ -438,7 +438,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   }
   const WeightLayout& blocked = logical ? tier_layout(runnable_active_tier(op), "int8-blocked") : layout;
   const at::Tensor weight = logical ? pack_weight(weight_arg, groups, blocked, op) : weight_arg;
-  const CpuTier& tier = *blocked.tier;
+  const Int8Kernels& kernels = *blocked.int8;
   const int64_t in_c4 = check_packed_weight(weight, blocked, out_c, groups, op)[1];
   const int64_t in_c_g = input.size(1) / groups;
   TORCH_CHECK_VALUE((in_c_g + 3) / 4 * 4 == in_c4, op, ": the weight is for ", in_c4 - 3, "..", in_c4,
@@ -450,7 +450,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   s.kernel_h = weight.size(2), s.kernel_w = weight.size(3);
   s.stride_h = stride[0], s.stride_w = stride[1], s.pad_h = padding[0], s.pad_w = padding[1];
   s.dilation_h = dilation[0], s.dilation_w = dilation[1], s.groups = groups, s.out_c = out_c;
-  s.block = tier.int8_block;
+  s.block = kernels.block;
   TORCH_CHECK(s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 && s.dilation_w >= 1 && s.pad_h >= 0 &&
                   s.pad_w >= 0,
               op, ": expected stride and dilation >= 1 and padding >= 0, got stride ", stride, ", padding ", padding,
@@ -492,8 +492,8 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
                           static_cast<float>(residual_multiplier), static_cast<int32_t>(residual_zero_point),
                           static_cast<int32_t>(input_zero_point), static_cast<int32_t>(output_zero_point),
                           out.nhwc.data_ptr<uint8_t>(), relu};
-  const ConvPlan plan = tier.plan_int8_conv(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { tier.run_int8_conv(s, t, plan, begin, end); });
+  const ConvPlan plan = kernels.plan(s, at::get_num_threads());
+  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { kernels.run(s, t, plan, begin, end); });
   return out.finish();
 }
 

@@ -34,6 +34,23 @@ constexpr const char* bf16_conv_of() {
   }
 }
 
+// The int8 kernels of policy I (int8_conv_kernel.h, fma_chains.h).
+template <class I>
+constexpr Int8Kernels int8_kernels_of() {
+  return {I::kName, I::kWeightBound, I::kBlock, I::kPacking, &plan_int8_conv<I>, &run_int8_conv<I>,
+          &int8_dot_chains<I>};
+}
+
+// Those of I::Narrow, the faster form for weights within a narrower bound, where I has one.
+template <class I>
+constexpr Int8Kernels int8_narrow_kernels_of() {
+  if constexpr (requires { typename I::Narrow; }) {
+    return int8_kernels_of<typename I::Narrow>();
+  } else {
+    return {};
+  }
+}
+
 template <class Isa>
 CpuTier make_tier(const TierFacts& facts) {
   using V = typename Isa::V;
@@ -56,14 +73,10 @@ CpuTier make_tier(const TierFacts& facts) {
                  &global_avg_pool_nhwc<V, Bf16>,
                  &add_relu<V, Bf16>,
                  &run_winograd<Isa, Bf16>,
-                 Isa::Int8::kName,
-                 Isa::Int8::kBlock,
-                 Isa::Int8::kPacking,
-                 &plan_int8_conv<typename Isa::Int8>,
-                 &run_int8_conv<typename Isa::Int8>,
+                 int8_kernels_of<typename Isa::Int8>(),
+                 int8_narrow_kernels_of<typename Isa::Int8>(),
                  &fma_chains<V>,
-                 bf16_dot_chains_of<Isa>(),
-                 &int8_dot_chains<typename Isa::Int8>};
+                 bf16_dot_chains_of<Isa>()};
 }
 
 // The tier of `Isa`, built and registered (tiers.h) when the extension loads.

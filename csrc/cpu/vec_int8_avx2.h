@@ -3,54 +3,29 @@
 // x86 tier file after its target pragma (AVX2 is part of each): int8_conv_kernel.h is written
 // against this interface.
 //
-// The products: AVX2's VPMADDUBSW multiplies u8 x s8 but sums each pair into a saturating
-// int16 (255 x 127 x 2 = 64770 does not fit), which would make the result depend on the
-// data. Here both operands are 16-bit instead: the weight is stored widened to int16 (its
-// layout, "<tier>:int8-blocked"), and each activation byte is zero-extended in registers, so
-// VPMADDWD's pairs (at most 2 x 255 x 127) and the int32 sums are exact: the answer is the
-// integer sum of the reference (ops/int8_reference.py), bit for bit.
+// The products, two ways. AVX2's VPMADDUBSW multiplies u8 x s8 and sums each pair into a
+// saturating int16, which 255 x 127 x 2 = 64770 overflows: a result that depended on the data.
+// - Int8Avx2 takes any int8 weight: both operands 16-bit, the weight stored widened to int16
+//   (its layout, "<tier>:int8-blocked") and each activation byte zero-extended in registers,
+//   so VPMADDWD's pairs (at most 2 x 255 x 127) and the int32 sums are exact.
+// - Int8Avx2Narrow takes weights in -64..64 only ("<tier>:int8-7bit", what quantize() makes
+//   on these tiers unless told otherwise): a pair is then at most 2 x 255 x 64 = 32640, inside
+//   int16, so VPMADDUBSW never saturates, and VPMADDWD by ones sums the two pairs into int32.
+//   Two multiplies per 32 products, as above, but no widening and half the weight bytes.
+// Either way the answer is the integer sum of the reference (ops/int8_reference.py), bit for bit.
 #pragma once
 
 namespace fastresnet::cpu {
 namespace {
 
-struct Int8Avx2 {
+// What both product forms share: the int32 sums and the epilogue.
+struct Int8Avx2Epilogue {
   using Acc = __m256i;  // 8 int32 sums: one output channel per lane
   static constexpr int kLanes = 8;
-  static constexpr int kTileRows = 4;  // see int8_conv_kernel.h: 8 accumulators, 4 weight vectors, input, mask
   static constexpr int64_t kBlock = 2 * kLanes;  // output channels per weight block
   static constexpr int64_t kL2Budget = 256 << 10;
-  static constexpr const char* kName = "u8 x s8 widened to int16, VPMADDWD into int32 (exact)";
-
-  // The weight's elements and packing: int16, each quad of steps as two pairs (layouts.h).
-  using Weight = int16_t;
-  static constexpr Int8Packing kPacking = Int8Packing::kWidenedPairs;
 
   static Acc zero() { return _mm256_setzero_si256(); }
-  // One pixel's four reduction steps 4q .. 4q+3, as the products read them: steps 4q and
-  // 4q+2 (even) and 4q+1 and 4q+3 (odd) as two int16 per 32-bit lane, the low or high byte
-  // of each 16-bit word of the broadcast quad, zero-extended. The weight's pairs match.
-  struct Input {
-    Acc even, odd;
-  };
-  static Input load_input(const uint8_t* p) {
-    int32_t quad;
-    std::memcpy(&quad, p, sizeof quad);
-    const Acc q = _mm256_set1_epi32(quad);
-    return {_mm256_and_si256(q, _mm256_set1_epi16(0x00ff)), _mm256_srli_epi16(q, 8)};
-  }
-  // Vector v (output channels kLanes v ..) of a quad's weights: the even pairs, then the odd.
-  struct Weights {
-    Acc even, odd;
-  };
-  static Weights load_weights(const Weight* quad, int v) {
-    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kLanes * v)),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kBlock + 2 * kLanes * v))};
-  }
-  // acc + the quad's four products per lane, exact in int32 (VPMADDWD's pairs cannot overflow).
-  static Acc dot(Acc acc, const Input& x, const Weights& w) {
-    return _mm256_add_epi32(_mm256_add_epi32(acc, _mm256_madd_epi16(x.even, w.even)), _mm256_madd_epi16(x.odd, w.odd));
-  }
 
   // The epilogue, in the reference's order (ops/int8_reference.py), one float32 rounding per
   // operation.
@@ -88,6 +63,73 @@ struct Int8Avx2 {
     return _mm_cvtsi128_si64(_mm_packus_epi16(words, words));  // saturates to 255
   }
   static Acc set1_int32(int32_t x) { return _mm256_set1_epi32(x); }
+};
+
+// Weights in -64..64: VPMADDUBSW, then VPMADDWD by ones (see the top of this file).
+struct Int8Avx2Narrow : Int8Avx2Epilogue {
+  // 10 accumulators, 2 weight vectors, the input, the ones and a product: 15 of 16 ymm. With
+  // 6 rows GCC kept one accumulator on the stack (a load and a store per step).
+  static constexpr int kTileRows = 5;
+  static constexpr const char* kName = "u8 x s7 by VPMADDUBSW (int16 pairs that cannot saturate), VPMADDWD into int32 (exact)";
+  static constexpr int kWeightBound = 64;  // |w| <= 64: 2 x 255 x 64 = 32640 fits int16
+
+  // The weight's elements and packing: int8 as it is, each output channel's four steps side by side.
+  using Weight = int8_t;
+  static constexpr Int8Packing kPacking = Int8Packing::kQuads;
+
+  // One pixel's four reduction steps, the same four bytes in every lane.
+  using Input = Acc;
+  static Input load_input(const uint8_t* p) {
+    int32_t quad;
+    std::memcpy(&quad, p, sizeof quad);
+    return _mm256_set1_epi32(quad);
+  }
+  using Weights = Acc;  // vector v: output channels kLanes v .., four steps per lane
+  static Weights load_weights(const Weight* quad, int v) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 4 * kLanes * v));
+  }
+  static Acc dot(Acc acc, Input x, Weights w) {
+    const __m256i pairs = _mm256_maddubs_epi16(x, w);  // u8 first: the input, then the weight
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+};
+
+// Any int8 weight: widened to int16, VPMADDWD into int32 (see the top of this file).
+struct Int8Avx2 : Int8Avx2Epilogue {
+  static constexpr int kTileRows = 4;  // see int8_conv_kernel.h: 8 accumulators, 4 weight vectors, input, mask
+  static constexpr const char* kName = "u8 x s8 widened to int16, VPMADDWD into int32 (exact)";
+  static constexpr int kWeightBound = 127;
+  // The faster form for weights within its bound, with its own layout (layouts.h).
+  using Narrow = Int8Avx2Narrow;
+
+  // The weight's elements and packing: int16, each quad of steps as two pairs (layouts.h).
+  using Weight = int16_t;
+  static constexpr Int8Packing kPacking = Int8Packing::kWidenedPairs;
+
+  // One pixel's four reduction steps 4q .. 4q+3, as the products read them: steps 4q and
+  // 4q+2 (even) and 4q+1 and 4q+3 (odd) as two int16 per 32-bit lane, the low or high byte
+  // of each 16-bit word of the broadcast quad, zero-extended. The weight's pairs match.
+  struct Input {
+    Acc even, odd;
+  };
+  static Input load_input(const uint8_t* p) {
+    int32_t quad;
+    std::memcpy(&quad, p, sizeof quad);
+    const Acc q = _mm256_set1_epi32(quad);
+    return {_mm256_and_si256(q, _mm256_set1_epi16(0x00ff)), _mm256_srli_epi16(q, 8)};
+  }
+  // Vector v (output channels kLanes v ..) of a quad's weights: the even pairs, then the odd.
+  struct Weights {
+    Acc even, odd;
+  };
+  static Weights load_weights(const Weight* quad, int v) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kLanes * v)),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quad + 2 * kBlock + 2 * kLanes * v))};
+  }
+  // acc + the quad's four products per lane, exact in int32 (VPMADDWD's pairs cannot overflow).
+  static Acc dot(Acc acc, const Input& x, const Weights& w) {
+    return _mm256_add_epi32(_mm256_add_epi32(acc, _mm256_madd_epi16(x.even, w.even)), _mm256_madd_epi16(x.odd, w.odd));
+  }
 };
 
 }  // namespace

@@ -20,6 +20,7 @@ struct Int8Avx512Vnni {
   static constexpr int64_t kBlock = 2 * kLanes;
   static constexpr int64_t kL2Budget = 256 << 10;
   static constexpr const char* kName = "u8 x s8 dot products into int32 (VPDPBUSD, exact)";
+  static constexpr int kWeightBound = 127;  // any int8 weight (quantize() uses -127..127)
 
   using Weight = int8_t;
   static constexpr Int8Packing kPacking = Int8Packing::kQuads;

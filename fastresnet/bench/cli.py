@@ -89,6 +89,10 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--range-estimator", choices=ESTIMATORS, default=ESTIMATORS[0], help="int8: how activation ranges are calibrated"
     )
+    verify.add_argument(
+        "--weight-bits", type=int, choices=(7, 8), default=None,
+        help="int8: the weights' width (default: the backend's, 7 on CPUs without VNNI; see fastresnet.quantize)",
+    )  # fmt: skip
     predict = commands.add_parser("predict", help="classify or embed image files with the optimized model")
     predict.add_argument("source", help="a folder (recursively), a glob pattern, a text file of paths, or an image")
     predict.add_argument("--model", required=True, help="a torchvision ResNet name (e.g. resnet50) or module:callable")
@@ -269,7 +273,7 @@ def verify(args) -> int:
     digits_model = train_on_digits(args.digits_steps) if args.dtype == torch.int8 else None
     for backend in backend_names:
         if args.dtype == torch.int8:  # real data only: int8 has no eager in its dtype to judge random data by
-            rows.append(verify_int8_digits(backend, digits_model, args.range_estimator))
+            rows.append(verify_int8_digits(backend, digits_model, args.range_estimator, weight_bits=args.weight_bits))
             continue
         for name in args.models:
             rows.append(verify_random(name, backend, args.dtype, args.device, args.image_size))

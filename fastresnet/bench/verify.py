@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ..api import optimize
+from ..nn.int8 import QuantizedConv2d
 from ..quantization import quantize
 from ..explain import explain
 from ..numerics import INT8_ACCURACY_DROP, INT8_MODEL_ERROR, compare_to_reference, no_tf32
@@ -135,15 +136,21 @@ def verify_digits(backend: str, dtype: torch.dtype, device: torch.device, steps:
     return row
 
 
-def verify_int8_digits(backend: str, trained: tuple, range_estimator: str = "minmax", calibration_images: int = 512) -> VerifyRow:
+def verify_int8_digits(
+    backend: str, trained: tuple, range_estimator: str = "minmax", calibration_images: int = 512, weight_bits: int | None = None
+) -> VerifyRow:
     """The digits ResNet-18 (``trained``, as train_on_digits() returns it) in int8, calibrated
     on ``calibration_images`` of its training digits: held-out accuracy against float32 (at
     most numerics.INT8_ACCURACY_DROP lower), agreement with float32's top-1, and the logits'
     error against float64 (at most numerics.INT8_MODEL_ERROR of the output scale). The
-    "eager" columns are float32's."""
+    "eager" columns are float32's. ``weight_bits`` as quantize()'s (None: the backend's default);
+    the row names the width the weights got."""
     model, images, labels = trained
-    fast = quantize(model, int8_calibration(calibration_images), backend=backend, range_estimator=range_estimator)
-    name = f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}"
+    fast = quantize(model, int8_calibration(calibration_images), backend=backend, range_estimator=range_estimator,
+                    weight_bits=weight_bits)  # fmt: skip
+    largest = max(int(m.weight.to(torch.int16).abs().max()) for m in fast.modules() if isinstance(m, QuantizedConv2d))
+    bits = 7 if largest <= 64 else 8
+    name = f"{explain(fast).info.backend}{' (auto)' if backend == 'auto' else ''}, {bits}-bit weights"
     return _int8_row(model, fast, images, labels, name)
 
 

@@ -51,7 +51,7 @@ class QuantizedConv2d(OpHolder):
     Buffers: ``weight`` int8 (C_out, C_in/groups, KH, KW); ``weight_scale`` (C_out,);
     ``multiplier`` = s_in * weight_scale / s_out and ``bias`` = folded bias / s_out, float32;
     ``compensation`` = input zero point * each output channel's weight sum, int32. Where the
-    backend reads a packed weight (``weight_layout``, e.g. "avx2:int8-blocked"), it is the
+    backend reads a packed weight (``weight_layout``, e.g. "avx2:int8-7bit"), it is the
     buffer ``packed_weight``, made from ``weight`` here and again on load where the tier it
     was packed for cannot run (``__setstate__``)."""
 
@@ -95,7 +95,9 @@ class QuantizedConv2d(OpHolder):
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._pack(self.weight_layout)  # the packed copy follows the loaded weight
+        # The packed copy follows the loaded weight, in its tier's layout for the weight's range.
+        tier = weight_layouts.parse(self.weight_layout, "QuantizedConv2d").tier
+        self._pack(weight_layouts.for_tier_int8(tier, self.weight) if tier else weight_layouts.LOGICAL)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -106,7 +108,7 @@ class QuantizedConv2d(OpHolder):
 
         if _ext.tier_runs_here(tier):
             return
-        self._pack(backends.cpu_kernels_backend().int8_weight_layout())  # packed where another tier ran
+        self._pack(backends.cpu_kernels_backend().int8_weight_layout(self.weight))  # packed where another tier ran
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if (residual is None) != (self.residual is None):

@@ -31,6 +31,9 @@ class WeightLayout:
     # weight) bfloat16 too; () for the logical layout: any.
     activation_dtypes: tuple[str, ...] = ()
     pads_input_channel: bool = False  # bf16 with odd C_in/groups: one zero channel appended per group
+    # The int8 layouts': the largest |weight| their kernels take ("int8-7bit": 64, where VPMADDUBSW's
+    # int16 pairs cannot saturate; "int8-blocked": 127, any int8 weight quantize() makes); else None.
+    int8_weight_bound: int | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -76,10 +79,13 @@ def for_tier(tier: str, algorithm: str, dtype: torch.dtype = torch.float32, in_c
     return name
 
 
-def for_tier_int8(tier: str) -> str:
-    """The name of ``tier``'s int8 conv layout (C_in padded to 4 per group)."""
-    (name,) = [n for n, layout in _packed_layouts().items() if layout.tier == tier and "uint8" in layout.activation_dtypes]
-    return name
+def for_tier_int8(tier: str, weight: torch.Tensor | None = None) -> str:
+    """The name of ``tier``'s int8 conv layout (C_in padded to 4 per group) for the int8
+    ``weight``: of those whose kernels take its largest |w|, the one with the narrowest bound
+    (the faster kernels: "int8-7bit" where the tier has it); without a weight, the one that takes any."""
+    bounds = sorted((layout.int8_weight_bound, n) for n, layout in _packed_layouts().items() if layout.tier == tier and layout.int8_weight_bound)
+    largest = 127 if weight is None or not weight.numel() else int(weight.to(torch.int16).abs().max())
+    return next((n for bound, n in bounds if bound >= largest), bounds[-1][1])
 
 
 def geometry(where: str, layout: WeightLayout, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> tuple:

@@ -2,7 +2,8 @@
 
 The order is the fold's: BatchNorm is folded into each conv in float64 first; the int8 weight
 comes from that folded weight, symmetric per output channel (scale = max |w| / 127, so -128 is
-never used and every channel's range is symmetric); the bias stays float and is applied in the
+never used and every channel's range is symmetric; or max |w| / 64 with 7-bit weights, the
+default on CPUs whose int8 kernels are fast only for those: weight_bits); the bias stays float and is applied in the
 requantizing epilogue. Activations are uint8 per tensor, ranges from calibration (ranges.py,
 calibrate.py). What stays float: the layers after the global average pool (the classifier),
 which run in float32 on the dequantized mean, and whatever optimize() leaves eager.
@@ -33,6 +34,7 @@ def quantize(
     *,
     backend: str = "auto",
     range_estimator: str = "minmax",
+    weight_bits: int | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """An int8 copy of ``model`` (an eval-mode ResNet on CPU), calibrated on ``calibration``.
@@ -45,6 +47,10 @@ def quantize(
         range_estimator: "minmax" (default) or "mse": how each activation's range is taken
             from the calibration data (fastresnet/quantization/ranges.py says which measured
             better where).
+        weight_bits: 8 (weights in -127..127) or 7 (-64..64). By default the backend's choice:
+            7 on CPUs without VNNI, where the C++ kernels multiply by VPMADDUBSW, whose int16
+            pair sums hold u8 x s7 products exactly but not u8 x s8 (8-bit weights run there
+            too, exactly, on kernels about half as fast: BENCHMARKS.md); 8 elsewhere.
         inplace: rewrite ``model`` itself; by default it is copied and left untouched.
 
     The result takes float input (quantized once, on entry) and returns float32 logits;
@@ -56,8 +62,11 @@ def quantize(
     if device.type != "cpu":
         raise ValueError(f"int8 runs on CPU; the model is on {device}")
     check_estimator(range_estimator)
+    if weight_bits not in (None, 7, 8):
+        raise ValueError(f"int8: weight_bits must be 7, 8 or None (the backend's choice), got {weight_bits!r}")
     batches = _batches(calibration)
     chosen, notes = select_backend(backend, device, torch.int8)
+    bits = weight_bits or chosen.int8_weight_bits()
     target = model if inplace else copy.deepcopy(model)
     reference = select_backend("reference", device, torch.float64)[0]
     with torch.no_grad():
@@ -65,13 +74,15 @@ def quantize(
         folded.to(torch.float64)
         int8 = copy.deepcopy(folded).float()  # calibrated in float32, then rewritten in place
     calib = calibrate(int8, [x.float() for x in batches], range_estimator)
-    _convert(int8, folded, calib, chosen)
+    _convert(int8, folded, calib, chosen, bits)
     rows = [dataclasses.replace(row, op=_int8_op(int8, row.module, row.op)) for row in fused]
     notes += [
         f"int8: calibrated on {calib.batches} batches ({sum(len(x) for x in batches)} images), "
         f"activation ranges by {range_estimator!r}; uint8 activations per tensor (zero point 0 after a ReLU, "
         "asymmetric for the input and the shortcut convs' outputs), int8 weights per output channel "
-        "(symmetric, from the float64 fold), int32 sums, a float32 requantizing epilogue",
+        f"(symmetric, from the float64 fold, in {bits} bits: {-_WEIGHT_LEVELS[bits]}..{_WEIGHT_LEVELS[bits]}"
+        f"{', the default of these kernels' if weight_bits is None and bits == 7 else ''}), int32 sums, a float32 "
+        "requantizing epilogue",
         "int8: the input is quantized once, on entry (NaN or infinite input is refused); the global average pool "
         "dequantizes to float32, and what follows it stays in float32 (the classifier: a small share of the "
         "work, and where int8 would cost the most accuracy)",
@@ -103,7 +114,7 @@ def _batches(calibration: Iterable) -> list[torch.Tensor]:
     return batches
 
 
-def _convert(model: nn.Module, folded: nn.Module, calib: Calibration, backend) -> None:
+def _convert(model: nn.Module, folded: nn.Module, calib: Calibration, backend, weight_bits: int) -> None:
     """Swap every fused module of ``model`` for its int8 counterpart, in place."""
     ops, qp, wiring = backend.int8_ops(), calib.qparams, calib.wiring
     for name, module in list(model.named_modules()):
@@ -111,13 +122,13 @@ def _convert(model: nn.Module, folded: nn.Module, calib: Calibration, backend) -
             if name not in wiring.conv_input:
                 raise ValueError(f"int8: the conv {name} never ran on the calibration batches")
             source = folded.get_submodule(name)
-            weight, weight_scale = _int8_weight(source.weight)
+            weight, weight_scale = _int8_weight(source.weight, weight_bits)
             residual = wiring.conv_residual.get(name)
             new = QuantizedConv2d(
                 weight, weight_scale, source.bias,
                 input=qp[wiring.conv_input[name]], output=qp[name], residual=qp[residual] if residual else None,
                 stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups,
-                relu=module.relu, op=ops.int8_conv2d, backend=backend.name, weight_layout=backend.int8_weight_layout(),
+                relu=module.relu, op=ops.int8_conv2d, backend=backend.name, weight_layout=backend.int8_weight_layout(weight),
             )  # fmt: skip
             if name == calib.entry:
                 entry = QuantizeInput(qp[wiring.conv_input[name]], op=ops.quantize, backend=backend.name,
@@ -139,12 +150,18 @@ def _convert(model: nn.Module, folded: nn.Module, calib: Calibration, backend) -
         setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def _int8_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-output-channel int8 of a float64 weight: (int8 weight, float64 scales)."""
+# The largest |q| of a weight of each width: symmetric, so 8 bits never use -128.
+_WEIGHT_LEVELS = {8: 127, 7: 64}
+
+
+def _int8_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8 of a float64 weight, in ``bits`` bits: (int8 weight,
+    float64 scales)."""
+    levels = _WEIGHT_LEVELS[bits]
     w = weight.double().contiguous()
     amax = w.abs().amax(dim=(1, 2, 3))
-    scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
-    q = torch.round(w / scale.view(-1, 1, 1, 1)).clamp_(-127, 127).to(torch.int8)
+    scale = torch.where(amax > 0, amax / levels, torch.ones_like(amax))
+    q = torch.round(w / scale.view(-1, 1, 1, 1)).clamp_(-levels, levels).to(torch.int8)
     return q, scale
 
 
