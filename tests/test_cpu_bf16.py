@@ -222,4 +222,4 @@ print("why:", info.fused[0].why)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend: cpp-cpu tier: avx512" in result.stdout
-    assert "; bf16 on avx512: each bf16 pair widened to fp32 in registers" in result.stdout
+    assert "; bf16 on avx512: bf16 input widened to fp32 once per tile, weight pairs in registers" in result.stdout

@@ -51,6 +51,24 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 template <class V>
 concept HasDotPairs = requires(typename V::Reg r) { V::dot_pairs(r, r, r); };
 
+// bf16 on a vector type without V::dot_pairs: the tile's input is widened to fp32 once per
+// flush (TileRunner::tile_segments), into a scratch the flush's blocks share, so that the inner
+// loop broadcasts fp32 values as the float kernel does and only the weights, loaded once per
+// step for all rows, are widened in registers. Widening each broadcast pair instead, in the
+// inner loop, made GCC keep the pairs of all rows live across the step's two halves and spill
+// half the accumulators on AVX2 (R18 with every conv direct at 2.0x the float kernel's time);
+// without the spills it still cost an operation per row and step on the shift ports: per layer
+// on Zen 3, one thread, hot caches, bf16 over fp32 time, 1.23-1.29 against 1.08-1.12 widened
+// once (64@56), 1.18 against 1.00 (3x3 stride 2, 128->256). Where a flush runs one block
+// (panels over half the L2 budget: 3x3 at 512 channels) widening once measured 1.12-1.38
+// against 1.07-1.18, a single layer shape in ResNets, so it keeps one path.
+template <class Isa, class T>
+constexpr bool kWidensTileInput = std::is_same_v<T, Bf16> && !HasDotPairs<typename Isa::V>;
+
+// The input type the tile kernel reads: T, or fp32 where the runner widens it.
+template <class Isa, class T>
+using TileInput = std::conditional_t<kWidensTileInput<Isa, T>, float, T>;
+
 template <class Isa, class T>
 struct Segment {
   const T* rows[Isa::kTileRows];      // where each pixel's input for this run starts
@@ -76,19 +94,20 @@ struct TileOutput {
 // In fp32 each step broadcasts one input value per row against the block's two weight
 // vectors. In bf16 each step takes two indices, k and k + 1, adjacent in the input and
 // paired in the weight (ConvTensorsOf): by VDPBF16PS where the vector type has it
-// (V::dot_pairs: two products per lane into fp32), else widened in registers: the pairs'
-// low halves (index k) and then their high halves (k + 1), each an exact fp32, through FMAs.
+// (V::dot_pairs: two products per lane into fp32), else on an input the runner widened to fp32
+// (kWidensTileInput): the weight pairs' low halves (index k) and then their high halves
+// (k + 1), each an exact fp32, through FMAs.
 // Prefetch: also request the panel kPrefetchBytes ahead of the loads, for panels that
 // stream through the tile once from memory and measured faster with it (see plan_conv;
 // why the hardware prefetcher falls behind there was not measured).
 template <class Isa, class T, int Rows, int Vectors, bool Prefetch>
-void reduce_segment(const Segment<Isa, T>& seg, const T* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
+void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
   using V = typename Isa::V;
   using Reg = typename V::Reg;
   constexpr int64_t kBlock = 2 * V::kLanes;
   constexpr int64_t kStep = std::is_same_v<T, Bf16> ? 2 : 1;  // reduction indices per step
   constexpr int64_t kPrefetchBytes = 3072, kLine = 64;
-  const T* a[Rows];
+  const TileInput<Isa, T>* a[Rows];
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r) a[r] = seg.rows[r];
   const T* w = panel + seg.k0 * kBlock;
@@ -127,8 +146,7 @@ void reduce_segment(const Segment<Isa, T>& seg, const T* panel, typename Isa::V:
         }
 #pragma GCC unroll 16
         for (int r = 0; r < Rows; ++r) {
-          const Reg pair = V::broadcast_pair(a[r] + k);
-          const Reg x = half == 0 ? V::low_of_pairs(pair) : V::high_of_pairs(pair);
+          const Reg x = V::broadcast(a[r] + k + half);
 #pragma GCC unroll 8
           for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
         }
@@ -138,7 +156,7 @@ void reduce_segment(const Segment<Isa, T>& seg, const T* panel, typename Isa::V:
 }
 
 template <class Isa, class T, int Rows, int Vectors>
-void tile_kernel(const Segment<Isa, T>* segments, int count, const T* panel, const TileOutput<T>& io) {
+void tile_kernel(const Segment<Isa, TileInput<Isa, T>>* segments, int count, const T* panel, const TileOutput<T>& io) {
   using V = typename Isa::V;
   const bool full = io.channels == Vectors * V::kLanes;
   typename V::Mask mask[Vectors];
@@ -253,7 +271,7 @@ void tile_kernel(const Segment<Isa, T>* segments, int count, const T* panel, con
 }
 
 template <class Isa, class T>
-using TileFn = void (*)(const Segment<Isa, T>*, int, const T*, const TileOutput<T>&);
+using TileFn = void (*)(const Segment<Isa, TileInput<Isa, T>>*, int, const T*, const TileOutput<T>&);
 
 // tile_kernel<Isa, T, rows, vectors> for rows in 1..kTileRows, vectors in 1..2.
 template <class Isa, class T, int... Rows>
@@ -301,6 +319,7 @@ class TileRunner {
     whole_rows_ = s.groups == 1 && s.dilation_w == 1 && s.kernel_w * s.in_c <= kMaxChannelsPerGroup;
     // bf16 keeps its partial sums in fp32, here: a tile's outputs for each block of a range.
     if constexpr (!std::is_same_v<T, float>) partial_.resize(blocks_per_range * kTileRows * s.block);
+    if constexpr (kWidensTileInput<Isa, T>) widened_.resize(kTileRows * Isa::kReductionChunk);
   }
 
   void run(int64_t g, int64_t block0, int64_t block1, int64_t m0, int rows, PixelCursor& cursor) {
@@ -367,8 +386,32 @@ class TileRunner {
     }
   }
 
+  // The segments as the tile kernel reads them: these, or their rows widened to fp32 into
+  // widened_ (a flush holds at most kReductionChunk reduction indices per row).
+  const Segment<Isa, TileInput<Isa, T>>* tile_segments() {
+    if constexpr (!kWidensTileInput<Isa, T>) {
+      return segments_;
+    } else {
+      using V = typename Isa::V;
+      float* to = widened_.data();
+      for (int s = 0; s < count_; ++s) {
+        const Segment<Isa, T>& from = segments_[s];
+        Segment<Isa, float>& seg = widened_segments_[s];
+        seg.k0 = from.k0, seg.length = from.length, seg.fold = from.fold;
+        for (int r = 0; r < rows_; ++r, to += from.length) {
+          seg.rows[r] = to;
+          int64_t k = 0;
+          for (; k + V::kLanes <= from.length; k += V::kLanes) V::store(to + k, V::load(from.rows[r] + k));
+          for (; k < from.length; ++k) to[k] = bf16_to_float(from.rows[r][k]);
+        }
+      }
+      return widened_segments_;
+    }
+  }
+
   void flush(bool last) {
     const int64_t block = s_.block;
+    const Segment<Isa, TileInput<Isa, T>>* segments = tile_segments();
     for (int64_t b = block0_; b < block1_; ++b) {
       const int64_t channel = g_ * out_c_g_ + b * block;
       TileOutput<T> io;
@@ -387,7 +430,7 @@ class TileRunner {
       io.relu = t_.relu;
       io.stream_weights = stream_;
       const T* panel = t_.weight + (g_ * blocks_ + b) * k_ * block;
-      select_tile_fn<Isa, T>(rows_, io.channels > block / 2 ? 2 : 1)(segments_, count_, panel, io);
+      select_tile_fn<Isa, T>(rows_, io.channels > block / 2 ? 2 : 1)(segments, count_, panel, io);
     }
     count_ = 0;
     pending_ = 0;
@@ -405,6 +448,9 @@ class TileRunner {
   bool first_ = true;
   Segment<Isa, T> segments_[kMaxSegments];
   std::vector<float> partial_;  // bf16 only
+  // Where the input is widened (kWidensTileInput): the segments and rows the kernel reads.
+  std::conditional_t<kWidensTileInput<Isa, T>, Segment<Isa, float>[kMaxSegments], char> widened_segments_;
+  std::vector<float> widened_;
 };
 
 template <class Isa, class T>

@@ -206,7 +206,8 @@ struct CpuTier {
   void (*add_relu)(const float* input, const float* residual, float* output, int64_t begin, int64_t end);
   // The same in bfloat16: fp32 arithmetic inside, each output rounded once. The conv's
   // reduction takes its steps in pairs (in_c/groups even), by VDPBF16PS where the tier has
-  // it (TierFacts::bf16_dot_features), else each pair widened to fp32 in registers.
+  // it (TierFacts::bf16_dot_features), else on fp32 widened from the bf16 input once per
+  // tile (kWidensTileInput, conv_kernel.h).
   ConvPlan (*plan_conv_bf16)(const ConvShape& shape, int threads);
   void (*run_conv_bf16)(const ConvShape& shape, const ConvTensorsBf16& tensors, const ConvPlan& plan, int64_t begin,
                         int64_t end);

@@ -30,7 +30,7 @@ constexpr const char* bf16_conv_of() {
   if constexpr (HasDotPairs<V>) {
     return V::kDotPairsName;
   } else {
-    return "each bf16 pair widened to fp32 in registers";
+    return "bf16 input widened to fp32 once per tile, weight pairs in registers";
   }
 }
 
