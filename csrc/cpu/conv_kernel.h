@@ -58,10 +58,10 @@ concept HasDotPairs = requires(typename V::Reg r) { V::dot_pairs(r, r, r); };
 // inner loop, made GCC keep the pairs of all rows live across the step's two halves and spill
 // half the accumulators on AVX2 (R18 with every conv direct at 2.0x the float kernel's time);
 // without the spills it still cost an operation per row and step on the shift ports: per layer
-// on Zen 3, one thread, hot caches, bf16 over fp32 time, 1.23-1.29 against 1.08-1.12 widened
-// once (64@56), 1.18 against 1.00 (3x3 stride 2, 128->256). Where a flush runs one block
-// (panels over half the L2 budget: 3x3 at 512 channels) widening once measured 1.12-1.38
-// against 1.07-1.18, a single layer shape in ResNets, so it keeps one path.
+// on Zen 3, one thread, hot caches, bf16 over fp32 time, 1.23-1.29 against 1.07-1.12 widened
+// once (64@56), 1.18 against 1.00 (3x3 stride 2, 128->256); BENCHMARKS.md. Where a flush runs
+// one block (panels over half the L2 budget: 3x3 at 512 channels) widening once measured
+// 1.12-1.15 against 1.09-1.11: one layer shape in ResNets, not worth a second path.
 template <class Isa, class T>
 constexpr bool kWidensTileInput = std::is_same_v<T, Bf16> && !HasDotPairs<typename Isa::V>;
 
