@@ -184,6 +184,38 @@ def test_the_ray_engine_gives_the_same_rows_on_a_local_two_cpu_cluster(folder, w
         ray.shutdown()
 
 
+def test_predict_dataset_gives_the_rows_to_rays_writers(folder, weights, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'fastresnet[ray]')")
+    parquet = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed (the predict extra)")
+    from fastresnet.predict.ray_engine import predict_dataset
+
+    _, path = weights
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"digit {i}" for i in range(10)))
+    options = dict(weights=path, batch_size=2, **SIZE)
+    predict(folder, "resnet18", tmp_path / "local.csv", top_k=3, labels=names, workers=0, **options)
+    predict(folder, "resnet18", tmp_path / "features.csv", embed=True, workers=0, **options)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        predict_dataset(folder, "resnet18", top_k=3, labels=names, **options).write_parquet(str(tmp_path / "rows"))
+        embedded = predict_dataset(folder, "resnet18", embed=True, **options).take_all()
+    finally:
+        ray.shutdown()
+    rows = sorted(parquet.read_table(tmp_path / "rows").to_pylist(), key=lambda row: row["path"])
+    readable = [{k: str(v) for k, v in row.items() if k != "error"} for row in rows if not row["error"]]
+    assert readable == read_rows(tmp_path / "local.csv")  # the same values as the CSV's text
+    unreadable = {row["path"]: row for row in rows if row["error"]}
+    assert sorted(unreadable) == sorted(str(folder / name) for name in BAD)
+    for name, reason in BAD.items():
+        row = unreadable[str(folder / name)]
+        assert reason in row["error"] and row["class"] == row["top3_class"] == -1 and row["label"] == ""
+    features = {row["path"]: row["features"] for row in embedded}
+    for row in read_rows(tmp_path / "features.csv"):
+        expected = [float(row[f"f{j}"]) for j in range(512)]
+        assert features.pop(row["path"]).tolist() == pytest.approx(expected, rel=1e-6)
+    assert sorted(features) == sorted(unreadable) and all(len(v) == 0 for v in features.values())
+
+
 def test_the_command_passes_the_ray_options_through(folder, weights, tmp_path, monkeypatch):
     from fastresnet.predict import ray_engine
 

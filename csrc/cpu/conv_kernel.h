@@ -101,7 +101,8 @@ struct TileOutput {
 // stream through the tile once from memory and measured faster with it (see plan_conv;
 // why the hardware prefetcher falls behind there was not measured).
 template <class Isa, class T, int Rows, int Vectors, bool Prefetch>
-void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel, typename Isa::V::Reg (&acc)[Rows][Vectors]) {
+void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel,
+                    typename Isa::V::Reg (&acc)[Rows][Vectors]) {
   using V = typename Isa::V;
   using Reg = typename V::Reg;
   constexpr int64_t kBlock = 2 * V::kLanes;
