@@ -193,11 +193,12 @@ def test_predict_dataset_gives_the_rows_to_rays_writers(folder, weights, tmp_pat
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"digit {i}" for i in range(10)))
     options = dict(weights=path, batch_size=2, **SIZE)
-    predict(folder, "resnet18", tmp_path / "local.csv", top_k=3, labels=names, workers=0, **options)
+    # top_k beyond the model's 10 classes: every row, readable or not, has top1..top10.
+    predict(folder, "resnet18", tmp_path / "local.csv", top_k=12, labels=names, workers=0, **options)
     predict(folder, "resnet18", tmp_path / "features.csv", embed=True, workers=0, **options)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        predict_dataset(folder, "resnet18", top_k=3, labels=names, **options).write_parquet(str(tmp_path / "rows"))
+        predict_dataset(folder, "resnet18", top_k=12, labels=names, **options).write_parquet(str(tmp_path / "rows"))
         embedded = predict_dataset(folder, "resnet18", embed=True, **options).take_all()
     finally:
         ray.shutdown()
@@ -208,7 +209,8 @@ def test_predict_dataset_gives_the_rows_to_rays_writers(folder, weights, tmp_pat
     assert sorted(unreadable) == sorted(str(folder / name) for name in BAD)
     for name, reason in BAD.items():
         row = unreadable[str(folder / name)]
-        assert reason in row["error"] and row["class"] == row["top3_class"] == -1 and row["label"] == ""
+        assert reason in row["error"] and row["class"] == row["top10_class"] == -1 and row["label"] == ""
+        assert "top11_class" not in row
     features = {row["path"]: row["features"] for row in embedded}
     for row in read_rows(tmp_path / "features.csv"):
         expected = [float(row[f"f{j}"]) for j in range(512)]

@@ -70,38 +70,36 @@ class RowPredictor(Predictor):
     def __init__(self, *, top_k: int, names, **predictor):
         super().__init__(**predictor)
         self.top_k, self.names, self.embed = top_k, names, predictor["embed"]
+        self.unreadable = {"features": np.zeros(0, np.float32)} if self.embed else self._blank_class_row()
+
+    def _blank_class_row(self) -> dict:
+        # run.rows_of's own columns for this model (its top-k is cut to the model's classes,
+        # learnt from one blank image), each value blanked by its type.
+        from PIL import Image
+
+        with torch.inference_mode():
+            classes = self.fast(self.transform(Image.new("RGB", (1, 1)))[None].to(self.dtype)).shape[1]
+        sample = run.rows_of([""], [0], torch.zeros(1, classes), self.top_k, self.names, embed=False)[0]
+        blank = {int: -1, float: float("nan"), str: ""}
+        return {key: blank[type(value)] for key, value in sample.items() if key != "path"}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = super().__call__(batch)
-        unreadable = self._unreadable_row()
         rows = []
         for path, why, result in zip(outputs["path"], outputs["error"], outputs["result"]):
             if why:
-                rows.append({"path": str(path), **unreadable})
+                rows.append({"path": str(path), **self.unreadable})
             elif self.embed:
                 rows.append({"path": str(path), "features": result})
             else:
                 rows += run.rows_of([path], [0], torch.from_numpy(result[None]), self.top_k, self.names, embed=False)
-        columns = {key: np.array([row[key] for row in rows]) for key in ["path", *unreadable] if key != "features"}
+        columns = {key: np.array([row[key] for row in rows]) for key in ["path", *self.unreadable] if key != "features"}
         if self.embed:  # an object column of vectors, as Predictor's results: some may be empty
             columns["features"] = np.empty(len(rows), dtype=object)
             for i, row in enumerate(rows):
                 columns["features"][i] = row["features"]
         columns["error"] = outputs["error"]
         return columns
-
-    def _unreadable_row(self) -> dict:
-        if self.embed:
-            return {"features": np.zeros(0, np.float32)}
-        row = {"class": -1, "score": float("nan")}
-        if self.names is not None:
-            row["label"] = ""
-        if self.top_k > 1:
-            for j in range(1, self.top_k + 1):
-                row |= {f"top{j}_class": -1, f"top{j}_score": float("nan")}
-                if self.names is not None:
-                    row[f"top{j}_label"] = ""
-        return row
 
 
 def _actors_over_paths(
