@@ -72,6 +72,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           t["lanes"] = tier->lanes;
           t["block"] = tier->block;
           t["bf16_conv"] = tier->bf16_conv;
+          t["bf16_widens"] = tier->bf16_widens;
           t["int8_conv"] = tier->int8.name;
           t["int8_narrow_conv"] = tier->int8_narrow.run != nullptr ? py::cast(std::string(tier->int8_narrow.name))
                                                                    : py::none();
@@ -155,6 +156,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       py::arg("stride"), py::arg("dilation"), py::arg("groups"),
       "Whether the tier's Winograd kernels take this conv (3x3, stride 1, undilated, ungrouped, "
       "channels in whole vectors and blocks).");
+  m.def(
+      "bf16_conv_layout",
+      [](const std::string& tier, int64_t in_c_per_group) {
+        const auto* t = cpu::find_tier(tier);
+        TORCH_CHECK_VALUE(t != nullptr, "bf16_conv_layout: unknown CPU tier '", tier, "'");
+        return cpu::tier_layout_bf16(*t, in_c_per_group).name;
+      },
+      py::arg("tier"), py::arg("in_channels_per_group"),
+      "The name of the tier's direct bf16 conv layout for this many input channels per group.");
   m.def(
       "pack_conv_weight",
       [](const at::Tensor& weight, int64_t groups, const std::string& layout) {

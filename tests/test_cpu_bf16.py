@@ -1,9 +1,10 @@
 """The C++ CPU kernels in bfloat16, on every tier this CPU runs (the ``cpu_tier`` fixture):
-avx512bf16 multiplies by VDPBF16PS, avx512 and avx2 widen each bf16 pair to fp32 in registers;
+avx512bf16 multiplies by VDPBF16PS; the tiers without bf16 dot products (avx512vnni, avx512,
+avx2) run the float kernel on the input widened to fp32, with the weights widened in registers;
 Winograd reads and writes bf16 around an fp32 transformed domain.
 Every op against float64, and no worse than eager bf16 (the same op in torch, on the same bf16
 values) by more than 2x; NaN and infinities; odd channel counts and spatial tails; the
-paired weight layouts; bitwise identical answers across thread counts; the backend's choice."""
+bf16 weight layouts; bitwise identical answers across thread counts; the backend's choice."""
 
 import copy
 import os
@@ -37,7 +38,26 @@ BF16_CASES = [
 
 
 def bf16_layout(tier: str, in_channels_per_group: int) -> str:
-    return f"{tier}:blocked-bf16" + ("-padded" if in_channels_per_group % 2 else "")
+    return _ext.extension().bf16_conv_layout(tier, in_channels_per_group)
+
+
+def test_bf16_layouts_pair_input_channels_for_dot_products_and_output_channels_for_widening():
+    for tier in _ext.cpu_tiers():
+        if "bfloat16" not in tier["dtypes"].split():
+            continue
+        name = tier["name"]
+        if tier["bf16_widens"]:
+            assert bf16_layout(name, 3) == bf16_layout(name, 64) == f"{name}:blocked-bf16-widened"
+        else:
+            assert (bf16_layout(name, 3), bf16_layout(name, 64)) == (f"{name}:blocked-bf16-padded", f"{name}:blocked-bf16")
+    # Output channels j and j + B/2 side by side: the block's two vectors from one load.
+    tier = next(t for t in _ext.cpu_tiers() if t["bf16_widens"])
+    block = tier["block"]
+    weight = torch.arange(block * 3 * 2 * 2, dtype=torch.float32).reshape(block, 3, 2, 2).to(BF16)
+    packed = _ext.extension().pack_conv_weight(weight, 1, f"{tier['name']}:blocked-bf16-widened")
+    assert packed.shape == (1, 1, 2, 2, 3, block // 2, 2)
+    assert torch.equal(packed[0, 0, 1, 0, 2, :, 0], weight[: block // 2, 2, 1, 0])
+    assert torch.equal(packed[0, 0, 1, 0, 2, :, 1], weight[block // 2 :, 2, 1, 0])
 
 
 def eager_bf16(x, weight, bias, res, stride, padding, dilation, groups, relu):
@@ -91,6 +111,21 @@ def test_bf16_winograd_is_the_float32_winograd_rounded_once(case, tile, residual
     eager_error = (eager_bf16(*args).double() - expected).abs().max().item()
     assert op_mismatch(out, expected, OP_TOLERANCES[BF16]) is None
     assert (out.double() - expected).abs().max().item() <= 2 * eager_error + 1e-6
+
+
+@pytest.mark.parametrize("case", CONV_CASES + BF16_CASES)
+def test_widened_bf16_conv_is_the_float32_conv_rounded_once(case, cpu_tier):
+    # Without bf16 dot products the kernel is the float one on widened (exact) values, in the
+    # same order: only the store rounds. (VDPBF16PS sums each pair first: another rounding.)
+    if not cpu_tier["bf16_widens"]:
+        pytest.skip(f"{cpu_tier['name']} multiplies bf16 by {cpu_tier['bf16_conv']}, not widened")
+    x, weight, bias, res, *rest = conv_args(case, dtype=BF16, residual=True, relu=True, channels_last=True)
+    layout = bf16_layout(cpu_tier["name"], weight.shape[1])
+    out = OPS.conv2d_bias_act(x, _ext.extension().pack_conv_weight(weight, rest[3], layout), bias, res, *rest, layout)
+    layout32 = f"{cpu_tier['name']}:blocked"
+    packed32 = _ext.extension().pack_conv_weight(weight.float(), rest[3], layout32)
+    fp32 = OPS.conv2d_bias_act(x.float(), packed32, bias.float(), res.float(), *rest, layout32)
+    assert out.dtype == BF16 and torch.equal(out, fp32.to(BF16))
 
 
 def test_bf16_winograd_refuses_a_weight_cast_to_bf16(cpu_tier):
@@ -199,7 +234,7 @@ def test_a_bf16_model_cast_again_keeps_each_weight_in_its_layouts_dtype(tiny_res
         twin = copy.deepcopy(fast)
         after, copied = fast(x), twin(x)
     dtypes = {m.weight_layout.split(":")[1]: m.weight.dtype for m in fast.modules() if isinstance(m, FusedConv2d)}
-    assert {"blocked-bf16", "winograd4x4"} <= set(dtypes)
+    assert "winograd4x4" in dtypes and any(layout.startswith("blocked-bf16") for layout in dtypes)
     assert all(dtype == (torch.float32 if layout.startswith("winograd") else BF16) for layout, dtype in dtypes.items())
     assert torch.equal(before, after) and torch.equal(before, copied)
 
@@ -222,4 +257,4 @@ print("why:", info.fused[0].why)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend: cpp-cpu tier: avx512" in result.stdout
-    assert "; bf16 on avx512: bf16 input widened to fp32 once per tile, weight pairs in registers" in result.stdout
+    assert "; bf16 on avx512: fp32 FMAs on bf16 widened to fp32 (the input once per conv or per tile" in result.stdout

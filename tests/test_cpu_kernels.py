@@ -386,8 +386,7 @@ print("same answer")
     f32, bf16 = "torch.float32", "torch.bfloat16"
     assert f"fast ['avx2:blocked {f32}', 'avx2:winograd2x2 {f32}', 'avx2:winograd4x4 {f32}']" in out
     assert (
-        f"fast16 ['avx2:blocked-bf16 {bf16}', 'avx2:blocked-bf16-padded {bf16}', 'avx2:winograd2x2 {f32}', "
-        f"'avx2:winograd4x4 {f32}']" in out
+        f"fast16 ['avx2:blocked-bf16-widened {bf16}', 'avx2:winograd2x2 {f32}', 'avx2:winograd4x4 {f32}']" in out
     )
     assert "same answer" in out
 

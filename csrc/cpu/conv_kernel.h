@@ -13,9 +13,10 @@
 // inner loop. The accumulators start at zero; bias, residual and ReLU are applied in
 // registers before the one store (see tile_kernel for why the bias comes last).
 //
-// The same code runs bfloat16 (T = Bf16): activations and weights in bf16, the reduction
-// taking its steps in pairs (see reduce_segment), accumulation and epilogue in fp32, one
-// rounding at the store; partial sums between flushes go to an fp32 scratch, not the output.
+// The same code runs bfloat16 (T = Bf16): activations and weights in bf16, accumulation and
+// epilogue in fp32, one rounding at the store; partial sums between flushes go to an fp32
+// scratch, not the output. The reduction takes its steps in pairs by a bf16 dot product where
+// the vector type has one; elsewhere it reads the input widened to fp32 (see kWidensInput).
 //
 // Isa: using V (the vector type); kTileRows; kReductionChunk (reduction length between
 // partial stores); kL2Budget (bytes of weight panels kept hot while tiles stream by);
@@ -51,23 +52,19 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 template <class V>
 concept HasDotPairs = requires(typename V::Reg r) { V::dot_pairs(r, r, r); };
 
-// bf16 on a vector type without V::dot_pairs: the tile's input is widened to fp32 once per
-// flush (TileRunner::tile_segments), into a scratch the flush's blocks share, so that the inner
-// loop broadcasts fp32 values as the float kernel does and only the weights, loaded once per
-// step for all rows, are widened in registers. Widening each broadcast pair instead, in the
-// inner loop, made GCC keep the pairs of all rows live across the step's two halves and spill
-// half the accumulators on AVX2 (R18 with every conv direct at 2.0x the float kernel's time);
-// without the spills it still cost an operation per row and step on the shift ports: per layer
-// on Zen 3, one thread, hot caches, bf16 over fp32 time, 1.23-1.29 against 1.07-1.12 widened
-// once (64@56), 1.18 against 1.00 (3x3 stride 2, 128->256); BENCHMARKS.md. Where a flush runs
-// one block (panels over half the L2 budget: 3x3 at 512 channels) widening once measured
-// 1.12-1.15 against 1.09-1.11: one layer shape in ResNets, not worth a second path.
+// bf16 on a vector type without V::dot_pairs: the tile kernel reads its input widened to fp32,
+// so that the inner loop is the float kernel's, fp32 broadcasts against weight vectors, with
+// only the weights, loaded once per step for all rows, widened in registers: a layout that
+// pairs the block's two vectors ("blocked-bf16-widened") gives both from one load, by a shift
+// and a mask. The input is widened either by the op, once per call (ConvTensorsOf's In is
+// float), or by the runner, per tile and flush into a scratch the flush's blocks share
+// (TileRunner::tile_segments): the op picks (widens_whole_input).
 template <class Isa, class T>
-constexpr bool kWidensTileInput = std::is_same_v<T, Bf16> && !HasDotPairs<typename Isa::V>;
+constexpr bool kWidensInput = std::is_same_v<T, Bf16> && !HasDotPairs<typename Isa::V>;
 
-// The input type the tile kernel reads: T, or fp32 where the runner widens it.
+// The input type the tile kernel reads: T, or fp32 where the input is widened.
 template <class Isa, class T>
-using TileInput = std::conditional_t<kWidensTileInput<Isa, T>, float, T>;
+using TileInput = std::conditional_t<kWidensInput<Isa, T>, float, T>;
 
 template <class Isa, class T>
 struct Segment {
@@ -92,11 +89,10 @@ struct TileOutput {
 
 // acc[r][v] += sum over the segment's reduction indices of input(r, k) * weight(k, v).
 // In fp32 each step broadcasts one input value per row against the block's two weight
-// vectors. In bf16 each step takes two indices, k and k + 1, adjacent in the input and
-// paired in the weight (ConvTensorsOf): by VDPBF16PS where the vector type has it
-// (V::dot_pairs: two products per lane into fp32), else on an input the runner widened to fp32
-// (kWidensTileInput): the weight pairs' low halves (index k) and then their high halves
-// (k + 1), each an exact fp32, through FMAs.
+// vectors. bf16 with a dot product (V::dot_pairs, VDPBF16PS: two products per lane into fp32)
+// takes two indices per step, k and k + 1, adjacent in the input and paired in the weight;
+// bf16 without one (kWidensInput) steps as fp32 does, on the widened input, the step's two
+// weight vectors the low and high halves of one load of pairs, each an exact fp32.
 // Prefetch: also request the panel kPrefetchBytes ahead of the loads, for panels that
 // stream through the tile once from memory and measured faster with it (see plan_conv;
 // why the hardware prefetcher falls behind there was not measured).
@@ -106,7 +102,7 @@ void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel,
   using V = typename Isa::V;
   using Reg = typename V::Reg;
   constexpr int64_t kBlock = 2 * V::kLanes;
-  constexpr int64_t kStep = std::is_same_v<T, Bf16> ? 2 : 1;  // reduction indices per step
+  constexpr int64_t kStep = std::is_same_v<T, Bf16> && HasDotPairs<V> ? 2 : 1;  // reduction indices per step
   constexpr int64_t kPrefetchBytes = 3072, kLine = 64;
   const TileInput<Isa, T>* a[Rows];
 #pragma GCC unroll 16
@@ -120,15 +116,21 @@ void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel,
     }
     Reg wv[Vectors];
     if constexpr (kStep == 1) {
+      if constexpr (kWidensInput<Isa, T>) {  // lane j: channel j in the low half, j + kLanes in the high
+        const Reg pairs = V::load_pairs(w);
+        wv[0] = V::low_of_pairs(pairs);
+        if constexpr (Vectors == 2) wv[1] = V::high_of_pairs(pairs);
+      } else {
 #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) wv[v] = V::load(w + V::kLanes * v);
+        for (int v = 0; v < Vectors; ++v) wv[v] = V::load(w + V::kLanes * v);
+      }
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r) {
         const Reg x = V::broadcast(a[r] + k);
 #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
       }
-    } else if constexpr (HasDotPairs<V>) {
+    } else {
 #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) wv[v] = V::load_pairs(w + kStep * V::kLanes * v);
 #pragma GCC unroll 16
@@ -136,21 +138,6 @@ void reduce_segment(const Segment<Isa, TileInput<Isa, T>>& seg, const T* panel,
         const Reg x = V::broadcast_pair(a[r] + k);
 #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[r][v] = V::dot_pairs(acc[r][v], x, wv[v]);
-      }
-    } else {
-#pragma GCC unroll 2
-      for (int half = 0; half < 2; ++half) {
-#pragma GCC unroll 8
-        for (int v = 0; v < Vectors; ++v) {
-          const Reg pairs = V::load_pairs(w + kStep * V::kLanes * v);
-          wv[v] = half == 0 ? V::low_of_pairs(pairs) : V::high_of_pairs(pairs);
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < Rows; ++r) {
-          const Reg x = V::broadcast(a[r] + k + half);
-#pragma GCC unroll 8
-          for (int v = 0; v < Vectors; ++v) acc[r][v] = V::fma(x, wv[v], acc[r][v]);
-        }
       }
     }
   }
@@ -303,13 +290,16 @@ struct PixelCursor {
   }
 };
 
-// Runs one pixel tile against weight blocks [block0, block1) of group g.
-template <class Isa, class T>
+// Runs one pixel tile against weight blocks [block0, block1) of group g, on an input of
+// type In: T, or for bf16 on a vector type without dot products the input widened to fp32.
+template <class Isa, class T, class In>
 class TileRunner {
   static constexpr int kTileRows = Isa::kTileRows;
+  using Read = TileInput<Isa, T>;  // what the tile kernel reads
+  static constexpr bool kWidensTiles = !std::is_same_v<In, Read>;  // bf16 input the kernel reads widened
 
  public:
-  TileRunner(const ConvShape& s, const ConvTensorsOf<T>& t, bool stream, int64_t blocks_per_range)
+  TileRunner(const ConvShape& s, const ConvTensorsOf<T, In>& t, bool stream, int64_t blocks_per_range)
       : s_(s), t_(t), stream_(stream) {
     in_c_g_ = s.in_c_per_group();
     out_c_g_ = s.out_c_per_group();
@@ -320,12 +310,12 @@ class TileRunner {
     whole_rows_ = s.groups == 1 && s.dilation_w == 1 && s.kernel_w * s.in_c <= kMaxChannelsPerGroup;
     // bf16 keeps its partial sums in fp32, here: a tile's outputs for each block of a range.
     if constexpr (!std::is_same_v<T, float>) partial_.resize(blocks_per_range * kTileRows * s.block);
-    if constexpr (kWidensTileInput<Isa, T>) widened_.resize(kTileRows * Isa::kReductionChunk);
+    if constexpr (kWidensTiles) widened_.resize(kTileRows * Isa::kReductionChunk);
   }
 
   void run(int64_t g, int64_t block0, int64_t block1, int64_t m0, int rows, PixelCursor& cursor) {
     g_ = g, block0_ = block0, block1_ = block1, m0_ = m0, rows_ = rows;
-    const T* base[kTileRows];
+    const In* base[kTileRows];
     int64_t y0[kTileRows], x0[kTileRows];
     bool inside_w = true;
     for (int r = 0; r < rows; ++r, cursor.next()) {
@@ -337,7 +327,7 @@ class TileRunner {
     count_ = 0;
     pending_ = 0;
     first_ = true;
-    const T* starts[kTileRows];
+    const In* starts[kTileRows];
     for (int64_t kh = 0; kh < s_.kernel_h; ++kh) {
       if (whole_rows_ && inside_w) {
         bool any = false;
@@ -370,13 +360,13 @@ class TileRunner {
   // ends at every kFoldChunk-th index of a flush (tile_kernel folds its partial sums there);
   // a flush runs the tile against every block of the range, storing partial sums unless it
   // is the last.
-  static const T* zeros() { return reinterpret_cast<const T*>(kZeros); }  // zero bits: 0 in either type
+  static const In* zeros() { return reinterpret_cast<const In*>(kZeros); }  // zero bits: 0 in either type
 
-  void append(const T* const* starts, int64_t k0, int64_t length) {
+  void append(const In* const* starts, int64_t k0, int64_t length) {
     for (int64_t done = 0; done < length;) {
       const int64_t piece =
           std::min({length - done, Isa::kReductionChunk - pending_, kFoldChunk - pending_ % kFoldChunk});
-      Segment<Isa, T>& seg = segments_[count_];
+      Segment<Isa, In>& seg = segments_[count_];
       for (int r = 0; r < rows_; ++r) seg.rows[r] = starts[r] + done;
       seg.k0 = k0 + done;
       seg.length = piece;
@@ -389,15 +379,15 @@ class TileRunner {
 
   // The segments as the tile kernel reads them: these, or their rows widened to fp32 into
   // widened_ (a flush holds at most kReductionChunk reduction indices per row).
-  const Segment<Isa, TileInput<Isa, T>>* tile_segments() {
-    if constexpr (!kWidensTileInput<Isa, T>) {
+  const Segment<Isa, Read>* tile_segments() {
+    if constexpr (!kWidensTiles) {
       return segments_;
     } else {
       using V = typename Isa::V;
       float* to = widened_.data();
       for (int s = 0; s < count_; ++s) {
-        const Segment<Isa, T>& from = segments_[s];
-        Segment<Isa, float>& seg = widened_segments_[s];
+        const Segment<Isa, In>& from = segments_[s];
+        Segment<Isa, Read>& seg = widened_segments_[s];
         seg.k0 = from.k0, seg.length = from.length, seg.fold = from.fold;
         for (int r = 0; r < rows_; ++r, to += from.length) {
           seg.rows[r] = to;
@@ -412,7 +402,7 @@ class TileRunner {
 
   void flush(bool last) {
     const int64_t block = s_.block;
-    const Segment<Isa, TileInput<Isa, T>>* segments = tile_segments();
+    const Segment<Isa, Read>* segments = tile_segments();
     for (int64_t b = block0_; b < block1_; ++b) {
       const int64_t channel = g_ * out_c_g_ + b * block;
       TileOutput<T> io;
@@ -439,7 +429,7 @@ class TileRunner {
   }
 
   const ConvShape& s_;
-  const ConvTensorsOf<T>& t_;
+  const ConvTensorsOf<T, In>& t_;
   int64_t in_c_g_, out_c_g_, k_, blocks_;
   bool whole_rows_;
   bool stream_;
@@ -447,10 +437,10 @@ class TileRunner {
   int rows_ = 0, count_ = 0;
   int64_t pending_ = 0;  // reduction length gathered since the last flush
   bool first_ = true;
-  Segment<Isa, T> segments_[kMaxSegments];
+  Segment<Isa, In> segments_[kMaxSegments];
   std::vector<float> partial_;  // bf16 only
-  // Where the input is widened (kWidensTileInput): the segments and rows the kernel reads.
-  std::conditional_t<kWidensTileInput<Isa, T>, Segment<Isa, float>[kMaxSegments], char> widened_segments_;
+  // Where the runner widens (kWidensTiles): the segments and rows the kernel reads.
+  std::conditional_t<kWidensTiles, Segment<Isa, Read>[kMaxSegments], char> widened_segments_;
   std::vector<float> widened_;
 };
 
@@ -499,9 +489,9 @@ void for_each_tile(const ConvShape& s, const ConvPlan& p, int tile_rows, int64_t
   }
 }
 
-template <class Isa, class T>
-void run_conv(const ConvShape& s, const ConvTensorsOf<T>& t, const ConvPlan& p, int64_t begin, int64_t end) {
-  TileRunner<Isa, T> runner(s, t, p.stream_weights, p.blocks_per_range);
+template <class Isa, class T, class In = T>
+void run_conv(const ConvShape& s, const ConvTensorsOf<T, In>& t, const ConvPlan& p, int64_t begin, int64_t end) {
+  TileRunner<Isa, T, In> runner(s, t, p.stream_weights, p.blocks_per_range);
   for_each_tile(s, p, Isa::kTileRows, begin, end, [&](int64_t g, int64_t block0, int64_t block1, int64_t m0, int rows,
                                                       PixelCursor& cursor) { runner.run(g, block0, block1, m0, rows, cursor); });
 }

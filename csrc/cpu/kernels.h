@@ -32,13 +32,17 @@ struct Bf16 {
 };
 
 // T: the activations' element type (float or Bf16); the weight and bias are of the same.
-// A float32 weight is (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, block);
-// a bf16 one pairs its reduction steps, (..., in_c/groups / 2, block, 2): for each pair of
-// steps, every output channel's two values side by side, as VDPBF16PS (and AMX's B tiles)
-// read them.
-template <class T>
+// In: the input's, T or, for a bf16 conv on a tier that widens (CpuTier::bf16_widens), the
+// input widened to fp32 by the op (run_conv_bf16_widened).
+// A float32 weight is (groups, blocks_per_group, kernel_h, kernel_w, in_c/groups, block).
+// A bf16 one, on a tier with bf16 dot products, pairs its reduction steps, (..., in_c/groups /
+// 2, block, 2): for each pair of steps, every output channel's two values side by side, as
+// VDPBF16PS (and AMX's B tiles) read them; on a tier that widens, it pairs the block's two
+// vectors instead, (..., in_c/groups, block / 2, 2): channel j with channel j + block / 2, so
+// that one load widens into both weight vectors of a step (layouts.h, "blocked-bf16-widened").
+template <class T, class In = T>
 struct ConvTensorsOf {
-  const T* input;     // (batch, in_h, in_w, in_c)
+  const In* input;    // (batch, in_h, in_w, in_c)
   const T* weight;
   const T* bias;      // (out_c,), or null for none
   const T* residual;  // (batch, out_h, out_w, out_c), or null
@@ -47,6 +51,7 @@ struct ConvTensorsOf {
 };
 using ConvTensors = ConvTensorsOf<float>;
 using ConvTensorsBf16 = ConvTensorsOf<Bf16>;
+using ConvTensorsBf16Widened = ConvTensorsOf<Bf16, float>;
 
 // How the work is split: items are (group, range of weight blocks, chunk of pixel tiles),
 // independent of each other, so any thread can take any item.
@@ -204,13 +209,18 @@ struct CpuTier {
                           int64_t end);
   // output[i] = max(input[i] + residual[i], 0) for i in [begin, end), NaN kept.
   void (*add_relu)(const float* input, const float* residual, float* output, int64_t begin, int64_t end);
-  // The same in bfloat16: fp32 arithmetic inside, each output rounded once. The conv's
-  // reduction takes its steps in pairs (in_c/groups even), by VDPBF16PS where the tier has
-  // it (TierFacts::bf16_dot_features), else on fp32 widened from the bf16 input once per
-  // tile (kWidensTileInput, conv_kernel.h).
+  // The same in bfloat16: fp32 arithmetic inside, each output rounded once. Where the tier
+  // has bf16 dot products (TierFacts::bf16_dot_features) the conv's reduction takes its steps
+  // in pairs, by VDPBF16PS (in_c/groups even). Where it has none (bf16_widens) the conv is the
+  // float kernel on the input widened to fp32, with the weights widened in registers and the
+  // output rounded at the store; the input widened per tile by run_conv_bf16, or once per call
+  // by the op for run_conv_bf16_widened (null on tiers with dot products).
+  bool bf16_widens;
   ConvPlan (*plan_conv_bf16)(const ConvShape& shape, int threads);
   void (*run_conv_bf16)(const ConvShape& shape, const ConvTensorsBf16& tensors, const ConvPlan& plan, int64_t begin,
                         int64_t end);
+  void (*run_conv_bf16_widened)(const ConvShape& shape, const ConvTensorsBf16Widened& tensors, const ConvPlan& plan,
+                                int64_t begin, int64_t end);
   void (*max_pool_bf16)(const PoolShape& shape, const Bf16* input, Bf16* output, int64_t begin, int64_t end);
   void (*global_avg_pool_bf16)(const Bf16* input, Bf16* output, int64_t pixels, int64_t channels, int64_t begin,
                                int64_t end);

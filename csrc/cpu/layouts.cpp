@@ -57,6 +57,10 @@ const std::vector<WeightLayout>& weight_layouts() {
         all.push_back({prefix + "int8-7bit", WeightLayout::kInt8Blocked, tier, 0, 0, &tier->int8_narrow});
       }
       if (!has_bf16_kernels(*tier)) continue;
+      if (tier->bf16_widens) {
+        all.push_back({prefix + "blocked-bf16-widened", WeightLayout::kBlockedBf16Widened, tier, 0, 0});
+        continue;
+      }
       all.push_back({prefix + "blocked-bf16", WeightLayout::kBlockedBf16, tier, 0, 0});
       all.push_back({prefix + "blocked-bf16-padded", WeightLayout::kBlockedBf16, tier, 0, 1});
     }
@@ -80,7 +84,9 @@ const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorith
 }
 
 const WeightLayout& tier_layout_bf16(const CpuTier& tier, int64_t in_c_per_group) {
-  const char* kind = in_c_per_group % 2 == 0 ? ":blocked-bf16" : ":blocked-bf16-padded";
+  const char* kind = tier.bf16_widens            ? ":blocked-bf16-widened"
+                     : in_c_per_group % 2 == 0 ? ":blocked-bf16"
+                                               : ":blocked-bf16-padded";
   return find_layout(std::string(tier.name()) + kind, "tier_layout_bf16");
 }
 
@@ -126,6 +132,15 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
                         ") / 2, ", block, ", 2) for C_out=", out_c, " (the bias's length); got ", s);
       return {out_c, 2 * s[4] - layout.pad_in, s[2], s[3]};
     }
+    case WeightLayout::kBlockedBf16Widened: {
+      const int64_t block = layout.tier->block;
+      const bool ok = groups >= 1 && out_c % groups == 0 && s.size() == 7 && s[0] == groups &&
+                      s[1] == ceil_div(out_c / groups, block) && s[5] == block / 2 && s[6] == 2;
+      TORCH_CHECK_VALUE(ok, op, ": expected a weight laid out as '", layout.name, "', (groups=", groups,
+                        ", ceil(C_out/groups/", block, "), KH, KW, C_in/groups, ", block / 2, ", 2) for C_out=", out_c,
+                        " (the bias's length); got ", s);
+      return {out_c, s[4], s[2], s[3]};
+    }
     case WeightLayout::kInt8Blocked: {
       const int64_t block = layout.int8->block;
       const bool quads = layout.int8->packing == Int8Packing::kQuads;
@@ -170,6 +185,14 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
       // (G, NB, B, C, KH, KW) -> (G, NB, KH, KW, C/2, B, 2): as "blocked", each pair of
       // consecutive reduction steps (channels c, c + 1) side by side per output channel.
       return w.reshape({groups, blocks, block, in_c_padded / 2, 2, kh, kw}).permute({0, 1, 5, 6, 3, 2, 4}).contiguous();
+    }
+    case WeightLayout::kBlockedBf16Widened: {
+      const int64_t block = layout.tier->block, out_c_g = out_c / groups, blocks = ceil_div(out_c_g, block);
+      at::Tensor w = weight.to(at::kBFloat16).reshape({groups, out_c_g, in_c_g, kh, kw});
+      w = at::constant_pad_nd(w, {0, 0, 0, 0, 0, 0, 0, blocks * block - out_c_g});  // zero output channels
+      // (G, NB, vector, lane, C, KH, KW) -> (G, NB, KH, KW, C, lane, vector): as "blocked",
+      // with channels j and j + B/2 of each step side by side.
+      return w.reshape({groups, blocks, 2, block / 2, in_c_g, kh, kw}).permute({0, 1, 5, 6, 4, 3, 2}).contiguous();
     }
     case WeightLayout::kInt8Blocked: {
       TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, op, ": layout '", layout.name,
@@ -227,6 +250,13 @@ at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, i
                                                                            geometry[2], geometry[3]});
       return w.slice(1, 0, out_c / groups).slice(2, 0, geometry[1]).reshape({out_c, geometry[1], geometry[2],
                                                                              geometry[3]}).contiguous();
+    }
+    case WeightLayout::kBlockedBf16Widened: {
+      const int64_t blocks = packed.size(1), in_c_g = geometry[1];
+      // (G, NB, KH, KW, C, lane, vector) -> (G, NB, vector, lane, C, KH, KW) -> (G, NB * B, C, KH, KW)
+      const at::Tensor w = packed.permute({0, 1, 6, 5, 4, 2, 3}).reshape({groups, blocks * layout.tier->block, in_c_g,
+                                                                           geometry[2], geometry[3]});
+      return w.slice(1, 0, out_c / groups).reshape({out_c, in_c_g, geometry[2], geometry[3]}).contiguous();
     }
     case WeightLayout::kWinograd: {
       const int64_t t = layout.m + 2, in_c = geometry[1];

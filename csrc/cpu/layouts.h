@@ -8,11 +8,16 @@
 //                         C_in/groups, B), B = the tier's block, output channels zero-padded;
 //   "<tier>:winograd2x2"  U = G g G^T of F(2x2, 3x3), in float64 then cast: (4, 4, C_out/B, C_in, B);
 //   "<tier>:winograd4x4"  the same for F(4x4, 3x3): (6, 6, C_out/B, C_in, B);
-//   "<tier>:blocked-bf16" the direct conv's in bfloat16, for tiers that take it: the blocked
-//                         layout with the reduction's steps paired, (groups, ceil(C_out/groups/B),
-//                         KH, KW, C_in/groups / 2, B, 2), rounded once from the float64 fold;
+//   "<tier>:blocked-bf16" the direct conv's in bfloat16, for tiers with bf16 dot products: the
+//                         blocked layout with the reduction's steps paired, (groups,
+//                         ceil(C_out/groups/B), KH, KW, C_in/groups / 2, B, 2), rounded once
+//                         from the float64 fold;
 //   "<tier>:blocked-bf16-padded"  the same for odd C_in/groups, with one zero input channel
 //                         appended per group (the op appends one to the input too);
+//   "<tier>:blocked-bf16-widened"  the direct conv's in bfloat16 for tiers without (they
+//                         widen bf16 to fp32: CpuTier::bf16_widens): the blocked layout with the
+//                         block's two vectors paired instead, (groups, ceil(C_out/groups/B),
+//                         KH, KW, C_in/groups, B/2, 2): channels j and j + B/2 side by side;
 //   "<tier>:int8-blocked" the int8 conv's, C_in/groups zero-padded to C4, a multiple of 4
 //                         (the op pads the input alike), B = the kernels' block, packed as
 //                         the tier's CpuTier::int8 kernels say: kWidenedPairs (vec_int8_avx2.h),
@@ -38,7 +43,7 @@ namespace fastresnet::cpu {
 constexpr const char* kLogicalLayout = "oihw";
 
 struct WeightLayout {
-  enum Kind { kLogical, kBlocked, kWinograd, kBlockedBf16, kInt8Blocked };
+  enum Kind { kLogical, kBlocked, kWinograd, kBlockedBf16, kBlockedBf16Widened, kInt8Blocked };
   std::string name;
   Kind kind;
   const CpuTier* tier;  // the kernels that read it; null for the logical layout
@@ -50,7 +55,7 @@ struct WeightLayout {
   // (their kernels' Int8Packing), else float32 (the logical layout takes any).
   at::ScalarType dtype() const {
     if (kind == kInt8Blocked) return int8->packing == Int8Packing::kQuads ? at::kChar : at::kShort;
-    return kind == kBlockedBf16 ? at::kBFloat16 : at::kFloat;
+    return kind == kBlockedBf16 || kind == kBlockedBf16Widened ? at::kBFloat16 : at::kFloat;
   }
   // The activations' dtypes its kernels take: the weight's own; for Winograd, whose float32
   // weight serves bf16 activations too (WinogradTensorsOf), bf16 as well where the tier has
@@ -68,7 +73,8 @@ const std::vector<WeightLayout>& weight_layouts();
 const WeightLayout& find_layout(const std::string& name, const char* op);
 
 // The layout of `tier` for `algorithm` ("direct", "winograd2x2" or "winograd4x4") in float32,
-// or for a direct conv in bfloat16 with `in_c_per_group` input channels per group.
+// or for a direct conv in bfloat16 with `in_c_per_group` input channels per group (which
+// matters only on tiers with bf16 dot products: its parity).
 const WeightLayout& tier_layout(const CpuTier& tier, const std::string& algorithm);
 const WeightLayout& tier_layout_bf16(const CpuTier& tier, int64_t in_c_per_group);
 

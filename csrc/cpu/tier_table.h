@@ -30,7 +30,18 @@ constexpr const char* bf16_conv_of() {
   if constexpr (HasDotPairs<V>) {
     return V::kDotPairsName;
   } else {
-    return "bf16 input widened to fp32 once per tile, weight pairs in registers";
+    return "fp32 FMAs on bf16 widened to fp32 (the input once per conv or per tile, the weights in registers)";
+  }
+}
+
+// run_conv in bf16 on an input widened to fp32 by the op, for a vector type without bf16 dot
+// products (kWidensInput); null for one with them.
+template <class Isa>
+constexpr auto run_conv_bf16_widened_of() -> decltype(CpuTier::run_conv_bf16_widened) {
+  if constexpr (kWidensInput<Isa, Bf16>) {
+    return &run_conv<Isa, Bf16, float>;
+  } else {
+    return nullptr;
   }
 }
 
@@ -67,8 +78,10 @@ CpuTier make_tier(const TierFacts& facts) {
                  &max_pool_nhwc<V, float>,
                  &global_avg_pool_nhwc<V, float>,
                  &add_relu<V, float>,
+                 kWidensInput<Isa, Bf16>,
                  &plan_conv<Isa, Bf16>,
                  &run_conv<Isa, Bf16>,
+                 run_conv_bf16_widened_of<Isa>(),
                  &max_pool_nhwc<V, Bf16>,
                  &global_avg_pool_nhwc<V, Bf16>,
                  &add_relu<V, Bf16>,

@@ -63,18 +63,22 @@ def parse(name: str, where: str = "weight_layout") -> WeightLayout:
 
 def for_tier(tier: str, algorithm: str, dtype: torch.dtype = torch.float32, in_channels_per_group: int = 0) -> str:
     """The name of ``tier``'s layout for ``algorithm`` ("direct", "winograd2x2", "winograd4x4")
-    over ``dtype`` activations; bfloat16 direct has its own pair layouts, one for odd
-    ``in_channels_per_group``, and shares the float32 Winograd ones."""
+    over ``dtype`` activations. bfloat16 direct has its own layouts, chosen by the extension
+    (tiers with bf16 dot products pair input channels, with one for odd ``in_channels_per_group``;
+    tiers that widen pair output channels); bfloat16 Winograd shares the float32 layouts."""
+    if algorithm == "direct" and dtype == torch.bfloat16:
+        from .. import _ext
+
+        return _ext.extension().bf16_conv_layout(tier, in_channels_per_group)
     wanted = {"direct": None, "winograd2x2": 2, "winograd4x4": 4}[algorithm]
     dtype_name = str(dtype).removeprefix("torch.")
-    pads = wanted is None and dtype == torch.bfloat16 and in_channels_per_group % 2 == 1
     (name,) = [
         n
         for n, layout in _packed_layouts().items()
         if layout.tier == tier
         and layout.winograd_tile == wanted
         and dtype_name in layout.activation_dtypes
-        and layout.pads_input_channel == pads
+        and not layout.pads_input_channel
     ]
     return name
 
