@@ -58,7 +58,8 @@ concept HasDotPairs = requires(typename V::Reg r) { V::dot_pairs(r, r, r); };
 // pairs the block's two vectors ("blocked-bf16-widened") gives both from one load, by a shift
 // and a mask. The input is widened either by the op, once per call (ConvTensorsOf's In is
 // float), or by the runner, per tile and flush into a scratch the flush's blocks share
-// (TileRunner::tile_segments): the op picks (widens_whole_input).
+// (TileRunner::tile_segments): the op picks (widens_whole_input). Widening each broadcast pair
+// in the inner loop instead made GCC spill half the accumulators on AVX2 (BENCHMARKS.md).
 template <class Isa, class T>
 constexpr bool kWidensInput = std::is_same_v<T, Bf16> && !HasDotPairs<typename Isa::V>;
 
