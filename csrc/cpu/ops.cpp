@@ -225,23 +225,22 @@ at::Tensor pad_uint8_input(const at::Tensor& x, int64_t groups, int64_t count, i
 // as often as tiles read it: once per tap that covers it and per range of output-channel
 // blocks. Once in the op costs a pass over memory, a write and a read back, about two
 // widenings in cache. Measured on Zen 3, one thread, bf16 over float32 time (BENCHMARKS.md):
-// widened once, the stem (no longer padded to 4 channels) went from 1.52-1.73 to 1.07-1.13 and 3x3/2 512 at 14x14 from
-// 1.13-1.27 to 0.83-0.92; the 1x1 convs at 56x56 took 1.14-1.30 widened once, 0.84-1.03 per tile.
-bool widens_whole_input(const CpuTier& tier, const ConvShape& s) {
+// widened once, the stem (no longer padded to 4 channels) went from 1.52-1.73 to 1.07-1.13
+// and 3x3/2 512 at 14x14 from 1.13-1.27 to 0.83-0.92; the 1x1 convs at 56x56 took 1.14-1.30
+// widened once, 0.84-1.03 per tile.
+bool widens_whole_input(const CpuTier& tier, const ConvShape& s, const ConvPlan& plan) {
   if (!tier.bf16_widens) return false;
-  const ConvPlan plan = tier.plan_conv_bf16(s, at::get_num_threads());
   const double reads_per_value =
       double(s.kernel_h * s.kernel_w) / double(s.stride_h * s.stride_w) * double(plan.ranges);
   return reads_per_value > 2;
 }
 
 template <class T, class In = T>
-void run_direct(const CpuTier& tier, const ConvShape& s, const at::Tensor& x, const at::Tensor& weight,
-                const at::Tensor& bias, const std::optional<at::Tensor>& residual, at::Tensor& out, bool relu) {
+void run_direct(const CpuTier& tier, const ConvShape& s, const ConvPlan& plan, const at::Tensor& x,
+                const at::Tensor& weight, const at::Tensor& bias, const std::optional<at::Tensor>& residual,
+                at::Tensor& out, bool relu) {
   const ConvTensorsOf<T, In> t{data<In>(x), data<T>(weight), data<T>(bias), residual ? data<T>(*residual) : nullptr,
                                mutable_data<T>(out), relu};
-  const ConvPlan plan = std::is_same_v<T, Bf16> ? tier.plan_conv_bf16(s, at::get_num_threads())
-                                                : tier.plan_conv(s, at::get_num_threads());
   at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<In, float> && std::is_same_v<T, Bf16>) {
       tier.run_conv_bf16_widened(s, t, plan, begin, end);
@@ -311,12 +310,16 @@ at::Tensor conv2d_bias_act(const at::Tensor& input, const at::Tensor& weight_arg
   const std::optional<at::Tensor> res = nhwc_residual(residual, out.result, op);
   const at::Tensor b = bias.contiguous();
   if (s.pixels() == 0 || s.out_c == 0) return out.finish();
-  if (bf16 && widens_whole_input(tier, s)) {
-    run_direct<Bf16, float>(tier, s, nhwc(x.to(at::kFloat)), weight, b, res, out.nhwc, relu);
-  } else if (bf16) {
-    run_direct<Bf16>(tier, s, x, weight, b, res, out.nhwc, relu);
+  const int threads = at::get_num_threads();
+  if (bf16) {
+    const ConvPlan plan = tier.plan_conv_bf16(s, threads);
+    if (widens_whole_input(tier, s, plan)) {
+      run_direct<Bf16, float>(tier, s, plan, nhwc(x.to(at::kFloat)), weight, b, res, out.nhwc, relu);
+    } else {
+      run_direct<Bf16>(tier, s, plan, x, weight, b, res, out.nhwc, relu);
+    }
   } else {
-    run_direct<float>(tier, s, x, weight, b, res, out.nhwc, relu);
+    run_direct<float>(tier, s, tier.plan_conv(s, threads), x, weight, b, res, out.nhwc, relu);
   }
   return out.finish();
 }

@@ -78,7 +78,6 @@ def for_tier(tier: str, algorithm: str, dtype: torch.dtype = torch.float32, in_c
         if layout.tier == tier
         and layout.winograd_tile == wanted
         and dtype_name in layout.activation_dtypes
-        and not layout.pads_input_channel
     ]
     return name
 
