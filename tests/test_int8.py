@@ -292,6 +292,29 @@ print(fastresnet.explain(saved["model"]).info.dtype)
     assert "torch.int8" in result.stdout
 
 
+def test_an_int8_state_dict_brings_its_qparams(tiny_resnet, tmp_path):
+    # Loaded into a model calibrated on other batches (other ranges, so other scales and zero
+    # points), the state_dict gives the saved model's answers: the qparams travel with it.
+    batches = calibration_batches()
+    fast = fastresnet.quantize(tiny_resnet, batches)
+    other = fastresnet.quantize(tiny_resnet, [3 * b + 1 for b in batches])
+    torch.save(fast.state_dict(), tmp_path / "int8.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.equal(other(x), fast(x))
+        other.load_state_dict(torch.load(tmp_path / "int8.pt", weights_only=True))
+        assert torch.equal(other(x), fast(x))
+    state = fast.state_dict()
+    key = next(k for k, v in state.items() if k.endswith("_extra_state") and v.get("residual"))
+    with pytest.raises(RuntimeError, match=rf"{key}: saved from a conv without a residual, loaded into one with"):
+        other.load_state_dict(dict(state, **{key: dict(state[key], residual=None)}))
+    with pytest.raises(RuntimeError, match=r"avgpool\._extra_state: expected qparams \{'scale': float, 'zero_point': int\}"):
+        other.load_state_dict({k: ({"scale": 1.0} if k.endswith("_extra_state") else v) for k, v in state.items()})
+    older = {k: v for k, v in state.items() if not k.endswith("_extra_state")}  # saved before the qparams were
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*_extra_state"):
+        other.load_state_dict(older)
+
+
 @pytest.mark.parametrize("weight_bits", [None, 8])
 def test_verify_int8_on_digits(tmp_path, weight_bits):
     width = ["--weight-bits", str(weight_bits)] if weight_bits else []

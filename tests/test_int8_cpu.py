@@ -2,6 +2,8 @@
 bit the reference's answer (ops/int8_reference.py), whose integer arithmetic test_int8.py
 checks against an independent integer conv; the packed layout; errors; threads; whole models."""
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -260,7 +262,7 @@ def test_the_packed_weight_follows_a_loaded_state_dict(tiny_resnet, cpu_tier):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = fast(x)
-        state = {k: v.clone() for k, v in fast.state_dict().items()}
+        state = copy.deepcopy(fast.state_dict())  # the qparams ride along as dicts
         for conv in (m for m in fast.modules() if isinstance(m, QuantizedConv2d)):
             conv.weight.zero_()
             conv._pack(conv.weight_layout)

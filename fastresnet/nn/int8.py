@@ -2,8 +2,10 @@
 
 Between them flow uint8 tensors whose scale and zero point were fixed by calibration
 (fastresnet/quantization): each module holds, as plain numbers, those of the tensors it reads
-and writes, so nothing is looked up at run time. The model's input is quantized once, on entry
-(QuantizeInput); the global average pool hands float32 to the classifier.
+and writes, so nothing is looked up at run time, and gives them to its state_dict as its extra
+state, so that a state_dict loaded into a model quantized on other batches brings its own. The
+model's input is quantized once, on entry (QuantizeInput); the global average pool hands float32
+to the classifier.
 """
 
 from __future__ import annotations
@@ -24,8 +26,41 @@ class QParams:
     scale: float
     zero_point: int
 
+    def as_state(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
 
-class QuantizeInput(OpHolder):
+    @staticmethod
+    def from_state(state: dict | None) -> QParams | None:
+        if state is None:
+            return None
+        if not isinstance(state, dict) or set(state) != {"scale", "zero_point"}:
+            raise ValueError(f"expected qparams {{'scale': float, 'zero_point': int}}, got {state!r}")
+        return QParams(float(state["scale"]), int(state["zero_point"]))
+
+
+class _SavesQParams(OpHolder):
+    """An op holder whose qparams (plain attributes) travel in its state_dict as its extra
+    state: without them a state_dict loaded into a model calibrated on other batches would
+    pair the loaded multipliers with the model's own zero points, a silently wrong answer.
+    These methods are for a module of one tensor's qparams, as ``scale`` and ``zero_point``."""
+
+    def get_extra_state(self) -> dict:
+        return QParams(self.scale, self.zero_point).as_state()
+
+    def set_extra_state(self, state: dict) -> None:
+        loaded = QParams.from_state(state)
+        self.scale, self.zero_point = loaded.scale, loaded.zero_point
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):  # fmt: skip
+        try:
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                          error_msgs)  # fmt: skip
+        except ValueError as error:  # from set_extra_state: reported as load_state_dict reports a wrong shape
+            error_msgs.append(f"{prefix}_extra_state: {error}")
+
+
+class QuantizeInput(_SavesQParams):
     """float -> uint8 with the model input's calibrated (scale, zero point); NaN and infinite
     input is refused with a clear error (it has no uint8 value). Also converts to
     channels_last once, as the float models' first conv does."""
@@ -44,13 +79,14 @@ class QuantizeInput(OpHolder):
         return f"scale={self.scale:.6g}, zero_point={self.zero_point}, backend={self.backend!r}"
 
 
-class QuantizedConv2d(OpHolder):
+class QuantizedConv2d(_SavesQParams):
     """A BN-folded conv with int8 weights (per output channel), bias, optional uint8 residual
     and ReLU, requantized to uint8 in its epilogue (ops/int8_reference.py gives the arithmetic).
 
     Buffers: ``weight`` int8 (C_out, C_in/groups, KH, KW); ``weight_scale`` (C_out,);
     ``multiplier`` = s_in * weight_scale / s_out and ``bias`` = folded bias / s_out, float32;
-    ``compensation`` = input zero point * each output channel's weight sum, int32. Where the
+    ``compensation`` = input zero point * each output channel's weight sum, int32; the input's,
+    output's and residual's qparams as its extra state. Where the
     backend reads a packed weight (``weight_layout``, e.g. "avx2:int8-7bit"), it is the
     buffer ``packed_weight``, made from ``weight`` here and again on load where the tier it
     was packed for cannot run (``__setstate__``)."""
@@ -81,12 +117,31 @@ class QuantizedConv2d(OpHolder):
         self.register_buffer("bias", (bias.double() / output.scale).float())
         sums = weight.to(torch.int64).sum(dim=(1, 2, 3))
         self.register_buffer("compensation", (input.zero_point * sums).to(torch.int32))
-        self.input, self.output, self.residual = input, output, residual
-        self.residual_multiplier = residual.scale / output.scale if residual else 0.0
+        self._set_qparams(input, output, residual)
         self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
         self.groups, self.relu = groups, relu
         self.out_channels = weight.shape[0]
         self._pack(weight_layout)
+
+    def _set_qparams(self, input: QParams, output: QParams, residual: QParams | None) -> None:
+        self.input, self.output, self.residual = input, output, residual
+        self.residual_multiplier = residual.scale / output.scale if residual else 0.0
+
+    def get_extra_state(self) -> dict:
+        return {name: q and q.as_state() for name, q in (("input", self.input), ("output", self.output),
+                                                          ("residual", self.residual))}  # fmt: skip
+
+    def set_extra_state(self, state: dict) -> None:
+        if (not isinstance(state, dict) or set(state) != {"input", "output", "residual"}
+                or state["input"] is None or state["output"] is None):  # fmt: skip
+            raise ValueError(f"expected the qparams of 'input', 'output' and 'residual' (or None), got {state!r}")
+        residual = QParams.from_state(state["residual"])
+        if (residual is None) != (self.residual is None):
+            raise ValueError(
+                f"saved from a conv {'with' if residual else 'without'} a residual, "
+                f"loaded into one {'with' if self.residual else 'without'}"
+            )
+        self._set_qparams(QParams.from_state(state["input"]), QParams.from_state(state["output"]), residual)
 
     def _pack(self, weight_layout: str) -> None:
         self.weight_layout = weight_layout
@@ -156,7 +211,7 @@ class QuantizedMaxPool2d(OpHolder):
         return self.op(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
 
-class DequantizeGlobalAvgPool2d(OpHolder):
+class DequantizeGlobalAvgPool2d(_SavesQParams):
     """uint8 (N, C, H, W) -> float32 (N, C, 1, 1): the mean, dequantized, for the classifier."""
 
     def __init__(self, qparams: QParams, *, op: Callable, backend: str):
