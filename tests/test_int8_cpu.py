@@ -29,7 +29,10 @@ KERNEL_CASES = [
     (32, 32, 3, 2, 1, 1, 8, 9, 9),  # grouped, 4 channels per group
     (10, 12, 3, 1, 1, 1, 2, 6, 6),  # grouped, 5 channels per group: each group padded to 8
     (8, 8, 1, 1, 1, 1, 1, 3, 3),  # 1x1 with padding: the borders read only the zero point
-    (3, 16, 7, 2, 3, 1, 1, 17, 15),  # the stem: C_in 3 padded to 4, its padding written out with them
+    (3, 16, 7, 2, 3, 1, 1, 17, 15),  # the stem, read as row windows: 7 x 3 steps per kernel row, rounded to 24
+    (2, 12, 5, 1, 0, 1, 1, 6, 9),  # row windows without padding: the copy still leaves bytes to read past the last
+    (1, 20, 3, 3, 1, 1, 1, 8, 10),  # row windows of 1 channel, stride 3: windows 3 columns apart
+    (3, 8, 5, 1, 4, 2, 1, 11, 11),  # dilation 2 spreads a kernel row: each tap padded to 4 instead
 ]
 
 

@@ -125,7 +125,7 @@ class Int8TileRunner {
  public:
   Int8TileRunner(const ConvShape& s, const Int8ConvTensors& t) : s_(s), t_(t) {
     in_c_g_ = s.in_c_per_group();
-    whole_rows_ = s.groups == 1 && s.dilation_w == 1;
+    whole_rows_ = s.groups == 1 && s.dilation_w == 1 && t.pixel_stride == s.in_c;  // a kernel row lies contiguous
     // The padding's stand-in: a row of the input's zero point, long enough for a whole kernel row.
     zero_point_row_.assign(s.kernel_w * in_c_g_, static_cast<uint8_t>(t.input_zero_point));
     segments_.resize(s.kernel_h * s.kernel_w);
@@ -136,7 +136,7 @@ class Int8TileRunner {
     int64_t y0[kTileRows], x0[kTileRows];
     bool inside_w = true;
     for (int r = 0; r < rows; ++r, cursor.next()) {
-      base[r] = t_.input + cursor.n * s_.in_h * s_.in_w * s_.in_c + g * in_c_g_;
+      base[r] = t_.input + cursor.n * t_.image_stride + g * in_c_g_;
       y0[r] = cursor.y * s_.stride_h - s_.pad_h;
       x0[r] = cursor.x * s_.stride_w - s_.pad_w;
       inside_w = inside_w && x0[r] >= 0 && x0[r] + (s_.kernel_w - 1) * s_.dilation_w < s_.in_w;
@@ -149,7 +149,7 @@ class Int8TileRunner {
         for (int r = 0; r < rows; ++r) {
           const int64_t y = y0[r] + kh * s_.dilation_h, x = x0[r] + kw * s_.dilation_w;
           const bool valid = y >= 0 && y < s_.in_h && x >= 0 && x < s_.in_w;
-          seg.rows[r] = valid ? base[r] + (y * s_.in_w + x) * s_.in_c : zero_point_row_.data();
+          seg.rows[r] = valid ? base[r] + y * t_.row_stride + x * t_.pixel_stride : zero_point_row_.data();
         }
         seg.k0 = (kh * s_.kernel_w + kw) * in_c_g_;
         seg.length = whole ? s_.kernel_w * in_c_g_ : in_c_g_;

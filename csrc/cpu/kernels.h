@@ -119,6 +119,9 @@ enum class Int8Packing { kWidenedPairs, kQuads };
 // ConvShape::block is the kernels' Int8Kernels::block.
 struct Int8ConvTensors {
   const uint8_t* input;          // (batch, in_h, in_w, in_c)
+  // Bytes between the input's pixels, rows and images: in_c, in_w x in_c and in_h x in_w x in_c
+  // for an NHWC tensor; a conv read as row windows (ops.cpp) gives a view whose pixels overlap.
+  int64_t pixel_stride, row_stride, image_stride;
   const void* weight;            // in the kernels' Int8Packing: int16 or int8, one element per step and channel
   const float* multiplier;       // per output channel, padded with zeros to whole blocks per group
   const float* bias;             // the same

@@ -229,6 +229,55 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
   TORCH_CHECK(false, op, ": unhandled layout kind");
 }
 
+namespace {
+
+// Where reduction step k of output channel j sits in one block's panel of an int8 layout.
+int64_t int8_step_offset(Int8Packing packing, int64_t block, int64_t k, int64_t j) {
+  const int64_t quad = k / 4 * 4 * block, step = k % 4;
+  if (packing == Int8Packing::kQuads) return quad + j * 4 + step;
+  return quad + step % 2 * 2 * block + j * 2 + step / 2;  // kWidenedPairs: steps (0, 2), then (1, 3)
+}
+
+template <class Weight>
+void repack_row_windows(const Weight* from, Weight* to, Int8Packing packing, int64_t blocks, int64_t block,
+                        int64_t kernel_h, int64_t kernel_w, int64_t in_c, int64_t row_steps) {
+  const int64_t from_panel = kernel_h * kernel_w * 4 * block, to_panel = kernel_h * row_steps * block;
+  for (int64_t b = 0; b < blocks; ++b, from += from_panel, to += to_panel) {
+    for (int64_t kh = 0; kh < kernel_h; ++kh) {
+      for (int64_t r = 0; r < row_steps; ++r) {
+        const int64_t tap = kh * kernel_w + r / in_c;  // its 4 steps: channels 0..3, in_c of them real
+        for (int64_t j = 0; j < block; ++j) {
+          to[int8_step_offset(packing, block, kh * row_steps + r, j)] =
+              r < kernel_w * in_c ? from[int8_step_offset(packing, block, tap * 4 + r % in_c, j)] : Weight{0};
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor int8_row_window_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t in_c,
+                                  int64_t kernel_w) {
+  TORCH_CHECK(layout.kind == WeightLayout::kInt8Blocked && packed.size(0) == 1 && packed.size(3) == kernel_w &&
+                  packed.size(4) == 1 && in_c >= 1 && in_c < 4 && packed.is_contiguous(),
+              "int8_row_window_weight: expected a contiguous int8-blocked weight of one group and fewer than 4 input "
+              "channels, got shape ", packed.sizes(), " for C_in=", in_c);
+  const int64_t blocks = packed.size(1), kernel_h = packed.size(2), block = layout.int8->block;
+  const int64_t row_steps = ceil_div(kernel_w * in_c, 4) * 4;
+  at::Tensor windows = at::empty({blocks * kernel_h * row_steps * block}, packed.options());
+  const auto repack = [&](auto element) {
+    using Weight = decltype(element);
+    repack_row_windows(packed.const_data_ptr<Weight>(), windows.mutable_data_ptr<Weight>(), layout.int8->packing,
+                       blocks, block, kernel_h, kernel_w, in_c, row_steps);
+  };
+  if (packed.scalar_type() == at::kChar)
+    repack(int8_t{});
+  else
+    repack(int16_t{});
+  return windows;
+}
+
 at::Tensor unpack_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t out_c, int64_t groups) {
   const char* op = "unpack_conv_weight";
   TORCH_CHECK_VALUE(layout.kind != WeightLayout::kInt8Blocked, op, ": layout '", layout.name,

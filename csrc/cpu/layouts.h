@@ -91,6 +91,13 @@ std::array<int64_t, 4> weight_geometry(const WeightLayout& layout, at::IntArrayR
 // A logical weight (C_out, C_in/groups, KH, KW) in `layout`.
 at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLayout& layout, const char* op);
 
+// An int8-blocked weight of a conv with fewer than 4 input channels and one group (each tap
+// padded to 4 steps), repacked for the conv read as row windows (ops.cpp): each kernel row's
+// KW x C_in steps side by side, padded with zeros to 4, as pack_weight packs a (KH, 1) conv
+// over that many channels. Plain loops over a few thousand elements: it runs per call.
+at::Tensor int8_row_window_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t in_c,
+                                  int64_t kernel_w);
+
 // The logical weight back from a packed one (not for int8-blocked, whose padding hides
 // C_in: an int8 model keeps its logical weight): exact for the blocked layouts; for Winograd
 // g = G+ U G+^T with G's left inverse, in float64 (exact up to the rounding of U).

@@ -200,14 +200,15 @@ at::Tensor append_zero_channels(const at::Tensor& x, int64_t groups, int64_t cou
 
 // A uint8 NHWC input with `count` zero channels appended to each group, as append_zero_channels,
 // and its padding written out around each image: `pad_h` rows and `pad_w` columns of `fill`
-// (the input's zero point, what a real zero quantizes to).
+// (the input's zero point, what a real zero quantizes to). `slack` more bytes of `fill` follow
+// the last image, for a kernel that reads a little past it (row windows).
 at::Tensor pad_uint8_input(const at::Tensor& x, int64_t groups, int64_t count, int64_t pad_h, int64_t pad_w,
-                           uint8_t fill) {
+                           uint8_t fill, int64_t slack = 0) {
   const at::Tensor in = nhwc(x);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), padded_c = c + groups * count;
-  const int64_t padded_h = h + 2 * pad_h, padded_w = w + 2 * pad_w;
-  at::Tensor padded =
-      at::full({n, padded_c, padded_h, padded_w}, fill, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const int64_t padded_h = h + 2 * pad_h, padded_w = w + 2 * pad_w, bytes = n * padded_h * padded_w * padded_c;
+  const at::Tensor buffer = at::full({bytes + slack}, fill, x.options());
+  at::Tensor padded = buffer.narrow(0, 0, bytes).view({n, padded_h, padded_w, padded_c}).permute({0, 3, 1, 2});
   const uint8_t* from = in.const_data_ptr<uint8_t>();
   uint8_t* to = padded.mutable_data_ptr<uint8_t>();
   at::parallel_for(0, n * h, 16, [&](int64_t begin, int64_t end) {
@@ -487,17 +488,36 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   s.out_w = conv_output_size(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
   TORCH_CHECK(s.out_h > 0 && s.out_w > 0, op, ": input of spatial size ", input.sizes().slice(2), " is too small");
 
-  // Where C_in/groups is not a multiple of 4 (the stem's 3) the input is copied anyway, to
-  // append zero channels: the padding is written out in the same copy. With so few channels
-  // each tap is one quad, and a tile at the image's left or right edge, which reads tap by tap
+  // With fewer than 4 input channels (the stem's 3) a tap padded to 4 steps wastes the rest.
+  // Where each kernel row lies contiguous in memory the conv is read as row windows instead: a
+  // (KH, 1) conv whose input pixel (y, x) is the KW x C_in bytes that output column x's kernel
+  // row covers in input row y, rounded up to a multiple of 4 (the bytes read past the window
+  // meet zero weights), over the input with its padding written out; the pixels of this view
+  // overlap. The stem's kernel row: 6 quads instead of 7.
+  const int64_t row_steps = (s.kernel_w * in_c_g + 3) / 4 * 4;
+  const bool row_windows = groups == 1 && in_c_g < 4 && s.dilation_w == 1 && row_steps < s.kernel_w * in_c4;
+  at::Tensor kernel_weight = weight;
+  int64_t pixel_stride, row_stride, image_stride;  // of the input the kernel reads, once it is made
+  // Where C_in/groups is not a multiple of 4 otherwise, the input is copied anyway, to append
+  // zero channels: the padding is written out in the same copy. With so few channels each tap
+  // is one quad, and a tile at the image's left or right edge, which reads tap by tap
   // (Int8TileRunner), costs several times one that reads whole kernel rows.
   at::Tensor x = nhwc(input);
-  if (in_c4 != in_c_g && (s.pad_h > 0 || s.pad_w > 0)) {
+  if (row_windows) {
+    x = pad_uint8_input(input, 1, 0, s.pad_h, s.pad_w, static_cast<uint8_t>(input_zero_point),
+                        row_steps - s.kernel_w * in_c_g);
+    kernel_weight = int8_row_window_weight(weight, blocked, in_c_g, s.kernel_w);
+    const int64_t padded_h = s.in_h + 2 * s.pad_h, padded_w = s.in_w + 2 * s.pad_w;
+    pixel_stride = s.stride_w * in_c_g, row_stride = padded_w * in_c_g, image_stride = padded_h * row_stride;
+    s.in_h = padded_h, s.in_w = s.out_w, s.in_c = row_steps, s.pad_h = 0, s.pad_w = 0;
+    s.kernel_w = 1, s.stride_w = 1;
+  } else if (in_c4 != in_c_g && (s.pad_h > 0 || s.pad_w > 0)) {
     x = pad_uint8_input(input, groups, in_c4 - in_c_g, s.pad_h, s.pad_w, static_cast<uint8_t>(input_zero_point));
     s.in_h += 2 * s.pad_h, s.in_w += 2 * s.pad_w, s.pad_h = 0, s.pad_w = 0;
   } else if (in_c4 != in_c_g) {
     x = append_zero_channels(x, groups, in_c4 - in_c_g);
   }
+  if (!row_windows) pixel_stride = s.in_c, row_stride = s.in_w * pixel_stride, image_stride = s.in_h * row_stride;
   Output out({s.batch, s.out_c, s.out_h, s.out_w}, input);
   std::optional<at::Tensor> res;
   if (residual.has_value()) {
@@ -511,7 +531,8 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
   const std::vector<float> m = per_block<float>(multiplier, groups, blocks, s.block);
   const std::vector<float> b = per_block<float>(bias, groups, blocks, s.block);
   const std::vector<int32_t> c = per_block<int32_t>(compensation, groups, blocks, s.block);
-  const Int8ConvTensors t{x.data_ptr<uint8_t>(), weight.const_data_ptr(), m.data(), b.data(),
+  const Int8ConvTensors t{x.data_ptr<uint8_t>(), pixel_stride, row_stride, image_stride,
+                          kernel_weight.const_data_ptr(), m.data(), b.data(),
                           c.data(), res ? res->data_ptr<uint8_t>() : nullptr,
                           static_cast<float>(residual_multiplier), static_cast<int32_t>(residual_zero_point),
                           static_cast<int32_t>(input_zero_point), static_cast<int32_t>(output_zero_point),
