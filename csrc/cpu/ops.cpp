@@ -57,6 +57,18 @@ std::array<int64_t, 4> check_packed_weight(const at::Tensor& weight, const Weigh
   return weight_geometry(layout, weight.sizes(), out_c, groups, op);
 }
 
+// Calls run(item) for items [0, items) on torch's threads, each taking the next item as it
+// finishes one rather than a fixed share: a thread that starts late (an OpenMP worker waking)
+// or runs slower (a vCPU shared with other tenants) then does fewer, instead of the whole op
+// waiting for it. Its plan cuts the work finer for this (plan_int8_conv).
+template <class Run>
+void run_items_as_threads_free(int64_t items, Run&& run) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(items, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    for (int64_t item = next++; item < items; item = next++) run(item);
+  });
+}
+
 }  // namespace
 
 namespace {
@@ -538,7 +550,7 @@ at::Tensor int8_conv2d(const at::Tensor& input, const at::Tensor& weight_arg, co
                           static_cast<int32_t>(input_zero_point), static_cast<int32_t>(output_zero_point),
                           out.nhwc.data_ptr<uint8_t>(), relu};
   const ConvPlan plan = kernels.plan(s, at::get_num_threads());
-  at::parallel_for(0, plan.items(s), 1, [&](int64_t begin, int64_t end) { kernels.run(s, t, plan, begin, end); });
+  run_items_as_threads_free(plan.items(s), [&](int64_t item) { kernels.run(s, t, plan, item, item + 1); });
   return out.finish();
 }
 
