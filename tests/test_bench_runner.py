@@ -31,3 +31,12 @@ def test_quantiles():
 def test_bad_rounds():
     with pytest.raises(ValueError, match="rounds >= 1"):
         measure_interleaved({"a": lambda: None}, rounds=0)
+
+
+def test_each_call_waits_untimed_for_the_previous_candidates_threads_to_settle():
+    start = time.perf_counter()
+    samples = measure_interleaved({"a": lambda: None, "b": lambda: None}, rounds=3, warmup=0, settle=0.05)
+    assert time.perf_counter() - start >= 6 * 0.05  # a wait before each of the 6 calls
+    assert all(max(s.seconds) < 0.05 for s in samples.values())  # and none of it timed
+    with pytest.raises(ValueError, match="settle >= 0"):
+        measure_interleaved({"a": lambda: None}, settle=-1)

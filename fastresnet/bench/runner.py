@@ -4,8 +4,11 @@ Each round runs every candidate once, in a fresh random order (seeded, so runs r
 slow spell on a shared machine then widens every candidate's spread instead of biasing one
 candidate's median. A random order rather than a rotation: a rotation keeps the same
 neighbours, so a candidate that leaves the machine busy (ONNX Runtime's spinning threads)
-would always slow down the same successor. Report medians with p20/p80, and ratios of
-medians from one run.
+would always slow down the same successor. And each timed call waits a moment first, so that
+the previous candidate's worker threads stop spinning: measured on a 2-vCPU Zen 3, OpenVINO
+called right after fastresnet (torch's OpenMP workers spin on after each parallel region) ran
+ResNet-50 7-10% slower than right after itself, and as fast 5-20 ms later. Report medians
+with p20/p80, and ratios of medians from one run.
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ def _synchronize() -> None:
 
 
 def measure_interleaved(
-    candidates: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3
+    candidates: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3, settle: float = 0.02
 ) -> dict[str, Samples]:
-    """Call each candidate ``warmup`` times, then time ``rounds`` interleaved rounds."""
-    if rounds < 1 or warmup < 0:
-        raise ValueError(f"expected rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+    """Call each candidate ``warmup`` times, then time ``rounds`` interleaved rounds, each
+    call ``settle`` seconds after the previous one ended (untimed: see the module's note)."""
+    if rounds < 1 or warmup < 0 or settle < 0:
+        raise ValueError(
+            f"expected rounds >= 1, warmup >= 0 and settle >= 0, got rounds={rounds}, warmup={warmup}, settle={settle}"
+        )
     names = list(candidates)
     for name in names:
         for _ in range(warmup):
@@ -63,6 +69,7 @@ def measure_interleaved(
     order = random.Random(0)
     for _ in range(rounds):
         for name in order.sample(names, len(names)):
+            time.sleep(settle)
             start = time.perf_counter()
             candidates[name]()
             _synchronize()
