@@ -5,11 +5,12 @@ where the int8 model's time goes.
 
 Candidates: float32 (auto: the C++ kernels, Winograd where it pays), int8 on auto's backend
 (oneDNN's convs on a CPU with AMX, else the C++ kernels), int8 on the C++ kernels where auto
-took oneDNN, int8 with 8-bit weights where auto's default is 7 (CPUs without VNNI), OpenVINO after NNCF post-training quantization on the same calibration batches
-(where nncf is installed: pip install nncf), and at batch 1 the int8 reference (plain
-PyTorch, the same answers). The int8 models are calibrated on 4 random batches: the speed
-does not depend on the ranges. Each round runs
-every candidate twice and keeps the mean; medians of 5 rounds are printed, then where the int8
+took oneDNN, int8 with 8-bit weights where auto's default is 7 (CPUs without VNNI), OpenVINO
+after NNCF post-training quantization on the same calibration batches (where nncf is
+installed: pip install nncf), and at batch 1 the int8 reference (plain PyTorch, the same
+answers). The int8 models are calibrated on 4 random batches: the speed does not depend on
+the ranges. Each round runs every candidate twice, after one untimed call (as fastresnet
+bench does), and keeps the mean; medians of 5 rounds are printed, then where the int8
 model's time goes (torch.profiler, one call) and its convs' rate against the measured peak of
 the int8 dot products they run on (the extension's probe: VPDPBUSD on the VNNI tiers).
 """
@@ -58,6 +59,7 @@ def main(name: str, batch: int, rounds: int = 5) -> None:
             fast(x)  # warm: output memory, packed weights
         for _ in range(rounds):
             for label, fast in candidates.items():
+                fast(x)  # untimed: the previous candidate's threads stop spinning (fastresnet.bench.runner)
                 start = time.perf_counter()
                 fast(x)
                 fast(x)

@@ -1,6 +1,11 @@
 """Where fastresnet's int8 convs and OpenVINO + NNCF's differ: conv time by kind, one model.
 
     .venv/bin/python benchmarks/compare_int8_layers.py resnet50 8   # NNCF needs pip install nncf
+    .venv/bin/python benchmarks/compare_int8_layers.py resnet50 1 --per-layer
+
+--per-layer: instead, each distinct conv of fastresnet's model (by weight shape, stride and
+residual) timed alone on 1 and then 2 threads, its rate against the int8 dot-product probe
+measured on as many threads just before (the kernels' ceiling), median of 15 calls after 2.
 
 fastresnet: each QuantizedConv2d of `quantize()`'s model (auto) timed alone, on the input the
 model hands it, the median of 21 calls after 2; grouped by kernel size, stride and whether a
@@ -17,6 +22,7 @@ import time
 import torch
 
 import fastresnet
+from fastresnet import _ext
 from fastresnet.bench import int8_peers
 from fastresnet.bench.models import build_model
 from fastresnet.bench.suite import calibration_batches
@@ -55,6 +61,37 @@ def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list)
     return groups
 
 
+def per_layer_efficiency(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> None:
+    fast = fastresnet.quantize(model, calibration)
+    inputs = {}
+
+    def keep(conv, args, out):
+        inputs.setdefault((tuple(conv.weight.shape), conv.stride, conv.residual is not None), (conv, args, out))
+
+    hooks = [c.register_forward_hook(keep) for c in fast.modules() if isinstance(c, QuantizedConv2d)]
+    with torch.inference_mode():
+        fast(x)
+    for hook in hooks:
+        hook.remove()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        peak = max(_ext.extension().int8_dot_peak_gops(threads, 50_000_000) for _ in range(3))
+        print(f"{threads} thread(s): int8 dot peak {peak:.1f} GOP/s")
+        with torch.inference_mode():
+            for (shape, stride, residual), (conv, args, out) in inputs.items():
+                conv(*args), conv(*args)
+                times = []
+                for _ in range(15):
+                    start = time.perf_counter()
+                    conv(*args)
+                    times.append(time.perf_counter() - start)
+                seconds = sorted(times)[7]
+                rate = 2 * out.numel() * conv.weight[0].numel() / seconds / 1e9
+                layer = f"{shape[1]}->{shape[0]} {shape[2]}x{shape[3]}/s{stride[0]} at {out.shape[-1]}"
+                layer += " + residual" if residual else ""
+                print(f"  {layer:34s} {seconds * 1e3:7.3f} ms {rate:6.1f} GOP/s {100 * rate / peak:5.1f}%")
+
+
 def openvino_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list, runs: int = 7) -> dict:
     import openvino
 
@@ -74,11 +111,15 @@ def openvino_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list, r
     return {key: (count // runs, ms / runs) for key, (count, ms) in groups.items()}
 
 
-def main(name: str, batch: int) -> None:
+def main(name: str, batch: int, per_layer: bool = False) -> None:
     torch.set_num_threads(2)
     model = build_model(name).eval()
     x = torch.randn(batch, 3, 224, 224)
     calibration = calibration_batches(x)
+    if per_layer:
+        print(f"{name} batch {batch}, 224x224, each conv alone")
+        per_layer_efficiency(model, x, calibration)
+        return
     print(f"{name} batch {batch}, 224x224, {torch.get_num_threads()} threads")
     print("fastresnet int8 convs, each timed alone:")
     groups = fastresnet_convs(model, x, calibration)
@@ -98,4 +139,5 @@ def main(name: str, batch: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "resnet50", int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    args = [a for a in sys.argv[1:] if a != "--per-layer"]
+    main(args[0] if args else "resnet50", int(args[1]) if len(args) > 1 else 1, "--per-layer" in sys.argv)

@@ -8,7 +8,7 @@ from fastresnet.bench import Samples, measure_interleaved
 def test_every_round_runs_every_candidate_once_in_varying_order():
     calls = []
     candidates = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
-    samples = measure_interleaved(candidates, rounds=20, warmup=1)
+    samples = measure_interleaved(candidates, rounds=20, warmup=1, lead_in=0)
     assert calls[:4] == ["a", "b", "c", "d"]  # warmup
     rounds = [tuple(calls[i : i + 4]) for i in range(4, len(calls), 4)]
     assert all(sorted(r) == ["a", "b", "c", "d"] for r in rounds)
@@ -33,10 +33,16 @@ def test_bad_rounds():
         measure_interleaved({"a": lambda: None}, rounds=0)
 
 
-def test_each_call_waits_untimed_for_the_previous_candidates_threads_to_settle():
-    start = time.perf_counter()
-    samples = measure_interleaved({"a": lambda: None, "b": lambda: None}, rounds=3, warmup=0, settle=0.05)
-    assert time.perf_counter() - start >= 6 * 0.05  # a wait before each of the 6 calls
-    assert all(max(s.seconds) < 0.05 for s in samples.values())  # and none of it timed
-    with pytest.raises(ValueError, match="settle >= 0"):
-        measure_interleaved({"a": lambda: None}, settle=-1)
+def test_each_timed_call_follows_an_untimed_call_of_the_same_candidate():
+    calls = []
+
+    def candidate(name):
+        calls.append(name)
+        if len(calls) % 2 == 1:  # the lead-in of each pair: slow, and not timed
+            time.sleep(0.03)
+
+    samples = measure_interleaved({n: (lambda n=n: candidate(n)) for n in "ab"}, rounds=4, warmup=0)
+    assert all(calls[i] == calls[i + 1] for i in range(0, len(calls), 2)) and len(calls) == 16
+    assert all(max(s.seconds) < 0.03 for s in samples.values())
+    with pytest.raises(ValueError, match="lead_in >= 0"):
+        measure_interleaved({"a": lambda: None}, lead_in=-1)

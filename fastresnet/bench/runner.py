@@ -4,10 +4,11 @@ Each round runs every candidate once, in a fresh random order (seeded, so runs r
 slow spell on a shared machine then widens every candidate's spread instead of biasing one
 candidate's median. A random order rather than a rotation: a rotation keeps the same
 neighbours, so a candidate that leaves the machine busy (ONNX Runtime's spinning threads)
-would always slow down the same successor. And each timed call waits a moment first, so that
-the previous candidate's worker threads stop spinning: measured on a 2-vCPU Zen 3, OpenVINO
-called right after fastresnet (torch's OpenMP workers spin on after each parallel region) ran
-ResNet-50 7-10% slower than right after itself, and as fast 5-20 ms later. Report medians
+would always slow down the same successor. And each timed call directly follows an untimed
+call of the same candidate, so that every engine is timed in its own steady state (its worker
+threads awake, its weights in cache), never right after another engine: measured on a
+2-vCPU Zen 3, OpenVINO called right after fastresnet (torch's OpenMP workers spin on after
+each parallel region) ran ResNet-50 7-10% slower than right after itself. Report medians
 with p20/p80, and ratios of medians from one run.
 """
 
@@ -52,13 +53,14 @@ def _synchronize() -> None:
 
 
 def measure_interleaved(
-    candidates: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3, settle: float = 0.02
+    candidates: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3, lead_in: int = 1
 ) -> dict[str, Samples]:
-    """Call each candidate ``warmup`` times, then time ``rounds`` interleaved rounds, each
-    call ``settle`` seconds after the previous one ended (untimed: see the module's note)."""
-    if rounds < 1 or warmup < 0 or settle < 0:
+    """Call each candidate ``warmup`` times, then time ``rounds`` interleaved rounds, each timed
+    call right after ``lead_in`` untimed calls of the same candidate (see the module's note)."""
+    if rounds < 1 or warmup < 0 or lead_in < 0:
         raise ValueError(
-            f"expected rounds >= 1, warmup >= 0 and settle >= 0, got rounds={rounds}, warmup={warmup}, settle={settle}"
+            f"expected rounds >= 1, warmup >= 0 and lead_in >= 0, "
+            f"got rounds={rounds}, warmup={warmup}, lead_in={lead_in}"
         )
     names = list(candidates)
     for name in names:
@@ -69,7 +71,9 @@ def measure_interleaved(
     order = random.Random(0)
     for _ in range(rounds):
         for name in order.sample(names, len(names)):
-            time.sleep(settle)
+            for _ in range(lead_in):
+                candidates[name]()
+            _synchronize()
             start = time.perf_counter()
             candidates[name]()
             _synchronize()
