@@ -29,6 +29,17 @@ from fastresnet.bench.suite import calibration_batches
 from fastresnet.nn.int8 import QuantizedConv2d
 
 
+def median_call_seconds(conv: QuantizedConv2d, args: tuple, calls: int) -> float:
+    """The median of `calls` calls of the conv alone on its own input, after 2 untimed."""
+    conv(*args), conv(*args)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        conv(*args)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[calls // 2]
+
+
 def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> dict:
     fast = fastresnet.quantize(model, calibration)
     inputs = {}
@@ -46,17 +57,12 @@ def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list)
     with torch.inference_mode():
         for conv in convs:
             args, out = inputs[conv]
-            conv(*args), conv(*args)
-            times = []
-            for _ in range(21):
-                start = time.perf_counter()
-                conv(*args)
-                times.append(time.perf_counter() - start)
+            seconds = median_call_seconds(conv, args, calls=21)
             kh, kw = conv.weight.shape[2:]
             key = f"{kh}x{kw}/s{conv.stride[0]}" + (" + residual" if conv.residual else "")
             group = groups[key]
             group[0] += 1
-            group[1] += sorted(times)[10] * 1e3
+            group[1] += seconds * 1e3
             group[2] += out.numel() * conv.weight[0].numel()
     return groups
 
@@ -79,13 +85,7 @@ def per_layer_efficiency(model: torch.nn.Module, x: torch.Tensor, calibration: l
         print(f"{threads} thread(s): int8 dot peak {peak:.1f} GOP/s")
         with torch.inference_mode():
             for (shape, stride, residual), (conv, args, out) in inputs.items():
-                conv(*args), conv(*args)
-                times = []
-                for _ in range(15):
-                    start = time.perf_counter()
-                    conv(*args)
-                    times.append(time.perf_counter() - start)
-                seconds = sorted(times)[7]
+                seconds = median_call_seconds(conv, args, calls=15)
                 rate = 2 * out.numel() * conv.weight[0].numel() / seconds / 1e9
                 layer = f"{shape[1]}->{shape[0]} {shape[2]}x{shape[3]}/s{stride[0]} at {out.shape[-1]}"
                 layer += " + residual" if residual else ""
