@@ -94,7 +94,8 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t groups, const WeightLay
 // An int8-blocked weight of a conv with fewer than 4 input channels and one group (each tap
 // padded to 4 steps), repacked for the conv read as row windows (ops.cpp): each kernel row's
 // KW x C_in steps side by side, padded with zeros to 4, as pack_weight packs a (KH, 1) conv
-// over that many channels. Plain loops over a few thousand elements: it runs per call.
+// over that many channels. Plain loops, about 11 thousand elements for ResNet's stem: it runs
+// per call (the stem's measured 1.11-1.16x includes it, BENCHMARKS.md).
 at::Tensor int8_row_window_weight(const at::Tensor& packed, const WeightLayout& layout, int64_t in_c,
                                   int64_t kernel_w);
 
