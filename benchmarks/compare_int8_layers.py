@@ -40,23 +40,26 @@ def median_call_seconds(conv: QuantizedConv2d, args: tuple, calls: int) -> float
     return sorted(times)[calls // 2]
 
 
-def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> dict:
-    fast = fastresnet.quantize(model, calibration)
-    inputs = {}
+def conv_calls(fast: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Each QuantizedConv2d of `fast` with the arguments and output of its call on `x`, in call order."""
+    calls = {}
 
     def keep(conv, args, out):  # returns None: a forward hook's value would replace the output
-        inputs[conv] = args, out
+        calls[conv] = args, out
 
-    convs = [m for m in fast.modules() if isinstance(m, QuantizedConv2d)]
-    hooks = [c.register_forward_hook(keep) for c in convs]
+    hooks = [c.register_forward_hook(keep) for c in fast.modules() if isinstance(c, QuantizedConv2d)]
     with torch.inference_mode():
         fast(x)
     for hook in hooks:
         hook.remove()
+    return calls
+
+
+def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> dict:
+    calls = conv_calls(fastresnet.quantize(model, calibration), x)
     groups = collections.defaultdict(lambda: [0, 0.0, 0])  # layers, ms, multiply-adds
     with torch.inference_mode():
-        for conv in convs:
-            args, out = inputs[conv]
+        for conv, (args, out) in calls.items():
             seconds = median_call_seconds(conv, args, calls=21)
             kh, kw = conv.weight.shape[2:]
             key = f"{kh}x{kw}/s{conv.stride[0]}" + (" + residual" if conv.residual else "")
@@ -68,17 +71,9 @@ def fastresnet_convs(model: torch.nn.Module, x: torch.Tensor, calibration: list)
 
 
 def per_layer_efficiency(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> None:
-    fast = fastresnet.quantize(model, calibration)
-    inputs = {}
-
-    def keep(conv, args, out):
+    inputs = {}  # the first conv of each weight shape, stride and residual
+    for conv, (args, out) in conv_calls(fastresnet.quantize(model, calibration), x).items():
         inputs.setdefault((tuple(conv.weight.shape), conv.stride, conv.residual is not None), (conv, args, out))
-
-    hooks = [c.register_forward_hook(keep) for c in fast.modules() if isinstance(c, QuantizedConv2d)]
-    with torch.inference_mode():
-        fast(x)
-    for hook in hooks:
-        hook.remove()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         peak = max(_ext.extension().int8_dot_peak_gops(threads, 50_000_000) for _ in range(3))
